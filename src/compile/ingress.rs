@@ -1,0 +1,202 @@
+//! One Ingress: validated, then its rules and default backend added to the
+//! table.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+
+use super::Problem;
+use super::service::{PortRef, Resolver};
+use crate::model::{Backend, HostMatch, PathMatch, Route, TableBuilder};
+use crate::source::ObjectKey;
+
+const KIND: &str = "Ingress";
+
+/// A rule after validation, before its backend is resolved.
+struct Rule<'a> {
+    host: HostMatch,
+    path: PathMatch,
+    backend: &'a IngressBackend,
+}
+
+/// Validates an Ingress and adds it to the table. An invalid Ingress is
+/// rejected whole (as the API server would refuse it); a rule whose backend
+/// cannot be resolved is kept and answers 503, so traffic for that path never
+/// falls through to a broader rule.
+pub(super) fn add(
+    key: &ObjectKey,
+    ingress: &Ingress,
+    backends: &mut Resolver<'_>,
+    builder: &mut TableBuilder,
+    problems: &mut Vec<Problem>,
+) {
+    let spec = ingress.spec.as_ref();
+    let rules = match validate(ingress) {
+        Ok(rules) => rules,
+        Err(reason) => {
+            problems.push(Problem::rejected(KIND, key, reason));
+            return;
+        }
+    };
+    let source = key.to_string();
+
+    if let Some(default) = spec.and_then(|s| s.default_backend.as_ref()) {
+        let backend = resolve(key, default, backends, problems, "defaultBackend");
+        let route = Route {
+            path: PathMatch::prefix("/"),
+            backend,
+            source: source.clone(),
+        };
+        if let Err(kept) = builder.set_default(route) {
+            problems.push(Problem::warning(
+                KIND,
+                key,
+                format!("defaultBackend ignored: the older Ingress {kept} already sets one"),
+            ));
+        }
+    }
+
+    for rule in rules {
+        let what = format!("rule {} {}", rule.host, rule.path);
+        let backend = resolve(key, rule.backend, backends, problems, &what);
+        let route = Route {
+            path: rule.path,
+            backend,
+            source: source.clone(),
+        };
+        if let Err(kept) = builder.add(&rule.host, route) {
+            problems.push(Problem::rejected(
+                KIND,
+                key,
+                format!("{what} conflicts with the older Ingress {kept}, which keeps it"),
+            ));
+        }
+    }
+}
+
+/// The backend of a rule; when it cannot be resolved, a backend without
+/// endpoints (503) and a problem saying why.
+fn resolve(
+    key: &ObjectKey,
+    backend: &IngressBackend,
+    backends: &mut Resolver<'_>,
+    problems: &mut Vec<Problem>,
+    what: &str,
+) -> Arc<Backend> {
+    // validate() guarantees a service backend with exactly one port form.
+    let (service, port) = match service_ref(key, backend) {
+        Ok(found) => found,
+        Err(reason) => {
+            problems.push(Problem::rejected(KIND, key, format!("{what}: {reason}")));
+            return Arc::new(Backend::new(
+                format!("{key}:invalid"),
+                Vec::new(),
+                Vec::new(),
+            ));
+        }
+    };
+    backends.backend(&service, &port).unwrap_or_else(|reason| {
+        problems.push(Problem::rejected(KIND, key, format!("{what}: {reason}")));
+        Arc::new(Backend::new(
+            format!("{service}:{port}"),
+            Vec::new(),
+            Vec::new(),
+        ))
+    })
+}
+
+fn service_ref(key: &ObjectKey, backend: &IngressBackend) -> Result<(ObjectKey, PortRef), String> {
+    if backend.resource.is_some() {
+        return Err("resource backends are not supported; use a service backend".into());
+    }
+    let svc = backend.service.as_ref().ok_or("backend names no service")?;
+    if svc.name.is_empty() {
+        return Err("backend service has no name".into());
+    }
+    let port = svc.port.as_ref().ok_or("backend service has no port")?;
+    let port = match (port.number, port.name.as_deref()) {
+        (Some(n), None) if (1..=65535).contains(&n) => PortRef::Number(n),
+        (Some(n), None) => return Err(format!("port {n} is out of range")),
+        (None, Some(name)) if !name.is_empty() => PortRef::Name(name.to_string()),
+        _ => return Err("backend service port needs exactly one of number or name".into()),
+    };
+    Ok((
+        ObjectKey::new(key.namespace.clone(), svc.name.clone()),
+        port,
+    ))
+}
+
+/// Checks what the API server would check, for objects that came from files
+/// and never passed it.
+fn validate(ingress: &Ingress) -> Result<Vec<Rule<'_>>, String> {
+    let Some(spec) = ingress.spec.as_ref() else {
+        return Err("spec is missing".into());
+    };
+    let no_rules = spec.rules.as_ref().is_none_or(|r| r.is_empty());
+    if no_rules && spec.default_backend.is_none() {
+        return Err("has neither rules nor defaultBackend".into());
+    }
+    let mut out = Vec::new();
+    for rule in spec.rules.iter().flatten() {
+        if let Some(host) = rule.host.as_deref() {
+            validate_host(host).map_err(|e| format!("host {host:?}: {e}"))?;
+        }
+        let host = HostMatch::from_rule(rule.host.as_deref());
+        let Some(http) = rule.http.as_ref() else {
+            continue;
+        };
+        for p in &http.paths {
+            let path = p.path.as_deref().unwrap_or("");
+            let matcher = match p.path_type.as_str() {
+                "Exact" => PathMatch::exact(path),
+                "Prefix" => PathMatch::prefix(path),
+                // Ours behaves as Prefix; an unset path means "everything".
+                "ImplementationSpecific" => {
+                    PathMatch::prefix(if path.is_empty() { "/" } else { path })
+                }
+                "" => return Err(format!("path {path:?}: pathType is required")),
+                other => return Err(format!("path {path:?}: unknown pathType {other:?}")),
+            };
+            if !matcher.path().starts_with('/') {
+                return Err(format!("path {path:?}: must be an absolute path"));
+            }
+            if matcher.path().contains(char::is_whitespace) {
+                return Err(format!("path {path:?}: must not contain white space"));
+            }
+            out.push(Rule {
+                host: host.clone(),
+                path: matcher,
+                backend: &p.backend,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A DNS-1123 subdomain, optionally with `*.` as its whole first label. IP
+/// addresses are not hosts in an Ingress rule.
+fn validate_host(host: &str) -> Result<(), &'static str> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.is_empty() || host.len() > 253 {
+        return Err("must be a DNS name of at most 253 characters");
+    }
+    if name.contains('*') {
+        return Err("a wildcard must be the whole first label, as in *.example.com");
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err("must be a DNS name: labels of letters, digits and '-'");
+        }
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err("must be a DNS name, not an IP address");
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Backend resolution: an Ingress backend (Service and port) becomes the
+//! endpoints from the Service's EndpointSlices.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{CompileOptions, Problem};
+use crate::model::{Backend, Endpoint, EndpointAddr};
+use crate::source::{ObjectKey, Snapshot};
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A Service port as an Ingress names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum PortRef {
+    Number(i32),
+    Name(String),
+}
+
+/// Resolves backends, sharing one [`Backend`] per Service port across every
+/// route that uses it.
+pub(super) struct Resolver<'a> {
+    snapshot: &'a Snapshot,
+    allow_external_name: bool,
+    /// EndpointSlices by the (namespace, Service) they belong to.
+    slices: HashMap<(&'a str, &'a str), Vec<(&'a ObjectKey, &'a EndpointSlice)>>,
+    cache: HashMap<(ObjectKey, PortRef), Result<Arc<Backend>, String>>,
+    problems: Vec<Problem>,
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => n.fmt(f),
+            PortRef::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+impl<'a> Resolver<'a> {
+    pub(super) fn new(snapshot: &'a Snapshot, options: &CompileOptions) -> Self {
+        let mut slices: HashMap<_, Vec<_>> = HashMap::new();
+        for (key, slice) in &snapshot.endpoint_slices {
+            let service = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let Some(service) = service {
+                slices
+                    .entry((key.namespace.as_str(), service.as_str()))
+                    .or_default()
+                    .push((key, &**slice));
+            }
+        }
+        Self {
+            snapshot,
+            allow_external_name: options.allow_external_name,
+            slices,
+            cache: HashMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The backend for a Service port, or why there is none.
+    pub(super) fn backend(
+        &mut self,
+        service: &ObjectKey,
+        port: &PortRef,
+    ) -> Result<Arc<Backend>, String> {
+        // A Service port named and the same port numbered are one backend,
+        // keyed (and labelled) by its number.
+        let port = match self.snapshot.services.get(service) {
+            Some(svc) => {
+                find_port(svc, port).map_or_else(|| port.clone(), |p| PortRef::Number(p.port))
+            }
+            None => port.clone(),
+        };
+        let key = (service.clone(), port);
+        if let Some(hit) = self.cache.get(&key) {
+            return hit.clone();
+        }
+        let resolved = self.resolve(service, &key.1).map(Arc::new);
+        self.cache.insert(key, resolved.clone());
+        resolved
+    }
+
+    /// Problems found in EndpointSlices along the way.
+    pub(super) fn into_problems(self) -> Vec<Problem> {
+        let mut problems = self.problems;
+        problems.sort_by(|a, b| (&a.object, &a.message).cmp(&(&b.object, &b.message)));
+        problems.dedup();
+        problems
+    }
+
+    fn resolve(&mut self, key: &ObjectKey, port: &PortRef) -> Result<Backend, String> {
+        let svc = self
+            .snapshot
+            .services
+            .get(key)
+            .ok_or_else(|| format!("service {key} not found"))?;
+        let spec = svc.spec.as_ref();
+        let svc_port = find_port(svc, port);
+        let id = format!("{key}:{port}");
+
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            return self.external_name(svc, key, port, svc_port, id);
+        }
+        let svc_port = svc_port.ok_or_else(|| format!("service {key} has no port {port}"))?;
+        let want_name = svc_port.name.as_deref().unwrap_or("");
+
+        let mut ready = Vec::new();
+        let mut fallback = Vec::new();
+        let slices = self
+            .slices
+            .get(&(key.namespace.as_str(), key.name.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        for (slice_key, slice) in slices {
+            if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+                continue;
+            }
+            let Some(number) = slice_port(slice, want_name, svc_port) else {
+                continue;
+            };
+            for ep in slice.endpoints.iter().flatten() {
+                let cond = ep.conditions.as_ref();
+                // `ready` unset means ready, as the EndpointSlice API says.
+                let is_ready = cond.and_then(|c| c.ready).unwrap_or(true);
+                let draining =
+                    cond.is_some_and(|c| c.serving == Some(true) && c.terminating == Some(true));
+                let set = match (is_ready, draining) {
+                    (true, _) => &mut ready,
+                    (false, true) => &mut fallback,
+                    (false, false) => continue,
+                };
+                for address in &ep.addresses {
+                    match address.parse::<IpAddr>() {
+                        Ok(ip) => {
+                            set.extend(Endpoint::new(EndpointAddr::Ip(SocketAddr::new(ip, number))))
+                        }
+                        Err(_) => self.problems.push(Problem::warning(
+                            "EndpointSlice",
+                            slice_key,
+                            format!("address {address:?} is not an IP address; skipped"),
+                        )),
+                    }
+                }
+            }
+        }
+        for set in [&mut ready, &mut fallback] {
+            set.sort_by(|a, b| a.addr.cmp(&b.addr));
+            set.dedup();
+        }
+        Ok(Backend::new(id, ready, fallback))
+    }
+
+    fn external_name(
+        &self,
+        svc: &Service,
+        key: &ObjectKey,
+        port: &PortRef,
+        svc_port: Option<&ServicePort>,
+        id: String,
+    ) -> Result<Backend, String> {
+        if !self.allow_external_name {
+            return Err(format!(
+                "service {key} is of type ExternalName, refused unless --allow-external-name is set"
+            ));
+        }
+        let host = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.external_name.clone())
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("service {key} is ExternalName without spec.externalName"))?;
+        let number = match (svc_port, port) {
+            (Some(p), _) => p.port,
+            (None, PortRef::Number(n)) => *n,
+            (None, PortRef::Name(_)) => return Err(format!("service {key} has no port {port}")),
+        };
+        let port = u16::try_from(number).map_err(|_| format!("port {number} is out of range"))?;
+        let endpoint = Endpoint::new(EndpointAddr::Name { host, port })
+            .ok_or_else(|| format!("service {key}: spec.externalName is not a valid host name"))?;
+        Ok(Backend::new(id, vec![endpoint], Vec::new()))
+    }
+}
+
+fn find_port<'s>(svc: &'s Service, port: &PortRef) -> Option<&'s ServicePort> {
+    let ports = svc.spec.as_ref()?.ports.as_ref()?;
+    ports.iter().find(|p| match port {
+        PortRef::Number(n) => p.port == *n,
+        PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+    })
+}
+
+/// The endpoint port for a Service port in one slice: the slice port with the
+/// Service port's name (unnamed matches unnamed), TCP only.
+fn slice_port(slice: &EndpointSlice, want_name: &str, svc_port: &ServicePort) -> Option<u16> {
+    let port = slice.ports.as_ref()?.iter().find(|p| {
+        p.name.as_deref().unwrap_or("") == want_name
+            && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+    })?;
+    let number = match (port.port, &svc_port.target_port) {
+        (Some(n), _) => n,
+        // A slice port without a number: only a numeric targetPort can say.
+        (None, Some(IntOrString::Int(n))) => *n,
+        (None, _) => return None,
+    };
+    u16::try_from(number).ok().filter(|n| *n != 0)
+}

@@ -1,0 +1,112 @@
+//! `rust-strom demo`: three echo backends on loopback, example manifests
+//! routing `demo.local` to them, and the proxy serving those manifests.
+
+pub mod echo;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::config::Settings;
+
+/// The backends' names, which they answer with.
+const BACKENDS: [&str; 3] = ["demo-1", "demo-2", "demo-3"];
+
+/// Runs the demo until SIGINT/SIGTERM.
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    let mut addrs = Vec::new();
+    for name in BACKENDS {
+        addrs.push(echo::spawn(name, SocketAddr::from(([127, 0, 0, 1], 0))).await?);
+    }
+    let dir = match settings.manifests.clone() {
+        Some(dir) => dir,
+        None => std::env::temp_dir().join(format!("rust-strom-demo-{}", std::process::id())),
+    };
+    write_manifests(&dir, &addrs)?;
+    settings.manifests = Some(dir.clone());
+
+    let port = settings.http_addr.port();
+    let metrics = settings.metrics_addr.port();
+    println!(
+        "\nRustStrom demo: demo.local -> {} echo backends ({})\n\
+         manifests: {} (edit them: changes apply live)\n\n\
+         try:\n  curl -H 'Host: demo.local' http://localhost:{port}/\n  \
+         for i in 1 2 3 4 5 6; do curl -s -H 'Host: demo.local' http://localhost:{port}/ | head -1; done\n  \
+         curl -H 'Host: demo.local' http://localhost:{port}/api/orders?id=7\n  \
+         curl -i -H 'Host: other.local' http://localhost:{port}/      # 404: no route\n  \
+         curl http://localhost:{metrics}/metrics\n\n\
+         Ctrl-C stops it.\n",
+        BACKENDS.len(),
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        dir.display(),
+    );
+    crate::run::standalone(settings).await
+}
+
+/// Writes the Ingress and Service once (so edits survive a restart) and the
+/// EndpointSlices every time (the backends' ports are new on each start).
+fn write_manifests(dir: &Path, addrs: &[SocketAddr]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ingress = dir.join("demo-ingress.yaml");
+    if !ingress.exists() {
+        std::fs::write(&ingress, DEMO_INGRESS)
+            .with_context(|| format!("cannot write {}", ingress.display()))?;
+    }
+    let mut slices = String::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let _ = write!(
+            slices,
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: demo-{n}\n  namespace: demo\n  \
+             labels: {{kubernetes.io/service-name: demo}}\naddressType: IPv4\nports: [{{name: http, port: {port}, protocol: TCP}}]\n\
+             endpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n",
+            n = i + 1,
+            port = addr.port(),
+            ip = addr.ip(),
+        );
+    }
+    let endpoints = dir.join("demo-endpoints.yaml");
+    // Written beside and renamed, so the running proxy never reads half a file.
+    let staged = dir.join(".demo-endpoints.yaml.tmp");
+    std::fs::write(&staged, slices)
+        .with_context(|| format!("cannot write {}", staged.display()))?;
+    std::fs::rename(&staged, &endpoints)
+        .with_context(|| format!("cannot write {}", endpoints.display()))?;
+    Ok(())
+}
+
+const DEMO_INGRESS: &str = r#"# The demo's routes. Edit and save: RustStrom applies changes live.
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: demo
+  namespace: demo
+spec:
+  ingressClassName: rust-strom
+  rules:
+  - host: demo.local
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: demo
+            port: {name: http}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: demo
+  namespace: demo
+spec:
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+"#;

@@ -1,0 +1,74 @@
+//! The `rust-strom` binary: parse flags, set up logging, run a mode.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rust_strom::cli::{Cli, Command};
+use rust_strom::config::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Check(args)) => {
+            let options = Settings::compile_only(&args.compile, args.config.as_deref())?;
+            anyhow::ensure!(
+                args.manifests.is_dir(),
+                "--manifests {}: not a folder",
+                args.manifests.display()
+            );
+            let report = rust_strom::check::check(&args.manifests, &options);
+            print!("{}", report.text);
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Some(Command::Demo(args)) => {
+            let settings = Settings::resolve(&args)?;
+            runtime(settings.workers)?.block_on(rust_strom::demo::run(settings))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let settings = Settings::resolve(&cli.serve)?;
+            if settings.manifests.is_none() {
+                anyhow::bail!(
+                    "no --manifests DIR given: watching the Kubernetes API is not available in this build yet; \
+                     run in standalone mode with --manifests DIR (or try `rust-strom demo`)"
+                );
+            }
+            runtime(settings.workers)?.block_on(rust_strom::run::standalone(settings))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("rust-strom")
+        .enable_all()
+        .build()?)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

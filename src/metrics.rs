@@ -1,0 +1,240 @@
+//! Prometheus metrics: one registry, every family registered in one place.
+//!
+//! Families (all present from start-up):
+//! - `http_requests_total`, `http_request_duration_seconds`,
+//!   `http_status_codes_total{code}`: every request the proxy answered.
+//! - `http_errors_total`: requests the proxy could not get a backend answer
+//!   for (the 502, 503 and 504 it generated itself).
+//! - `http_timeouts_total`: requests that hit `--request-timeout` (504).
+//! - `backend_response_time_seconds{backend}`: time to the backend's response
+//!   headers, per Service port (`namespace/service:port`).
+//! - `active_http_connections`: client connections open now.
+//! - `routing_table_generation`, `routing_table_routes`,
+//!   `config_reloads_total{result}`, `manifest_errors_total`,
+//!   `config_sync_duration_seconds`: the control side.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets from 0.5 ms to 30 s (the default request timeout).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every metric family, registered once.
+pub struct Metrics {
+    registry: Registry,
+    pub requests_total: IntCounter,
+    pub request_duration: Histogram,
+    status_codes: IntCounterVec,
+    /// `status_codes` children by code, so the request path skips the label
+    /// hash and lock after the first request with a code.
+    status_cache: Box<[OnceLock<IntCounter>]>,
+    pub errors_total: IntCounter,
+    pub timeouts_total: IntCounter,
+    pub backend_response_time: HistogramVec,
+    pub active_connections: IntGauge,
+    pub table_generation: IntGauge,
+    pub table_routes: IntGauge,
+    pub reloads: IntCounterVec,
+    pub manifest_errors: IntCounter,
+    pub sync_duration: Histogram,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Creates and registers every family. Fails only if a name were
+    /// invalid, which the constant names here are not.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Self {
+            requests_total: IntCounter::new("http_requests_total", "HTTP requests answered")?,
+            request_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "http_request_duration_seconds",
+                    "Time from request to response headers",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
+            status_codes: IntCounterVec::new(
+                Opts::new("http_status_codes_total", "Responses by status code"),
+                &["code"],
+            )?,
+            status_cache: (100..600).map(|_| OnceLock::new()).collect(),
+            errors_total: IntCounter::new(
+                "http_errors_total",
+                "Requests answered with an error the proxy generated (502, 503, 504)",
+            )?,
+            timeouts_total: IntCounter::new(
+                "http_timeouts_total",
+                "Requests that hit the request timeout",
+            )?,
+            backend_response_time: HistogramVec::new(
+                HistogramOpts::new(
+                    "backend_response_time_seconds",
+                    "Time to the backend's response headers, per Service port",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["backend"],
+            )?,
+            active_connections: IntGauge::new(
+                "active_http_connections",
+                "Client connections open now",
+            )?,
+            table_generation: IntGauge::new(
+                "routing_table_generation",
+                "Generation of the live routing table",
+            )?,
+            table_routes: IntGauge::new(
+                "routing_table_routes",
+                "Host and path routes in the live table",
+            )?,
+            reloads: IntCounterVec::new(
+                Opts::new("config_reloads_total", "Routing table rebuilds by result"),
+                &["result"],
+            )?,
+            manifest_errors: IntCounter::new(
+                "manifest_errors_total",
+                "Manifest files that failed to read or parse (their last good version stays)",
+            )?,
+            sync_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "config_sync_duration_seconds",
+                    "From a change being noticed to the new table serving",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
+            registry,
+        };
+        m.register_all()?;
+        // Both results exist from the start so that rate() works at once.
+        m.reloads.with_label_values(&["success"]);
+        m.reloads.with_label_values(&["error"]);
+        for code in [200, 404, 502, 503, 504] {
+            m.status_codes.with_label_values(&[&code.to_string()]);
+        }
+        Ok(m)
+    }
+
+    fn register_all(&self) -> Result<(), prometheus::Error> {
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(self.requests_total.clone()),
+            Box::new(self.request_duration.clone()),
+            Box::new(self.status_codes.clone()),
+            Box::new(self.errors_total.clone()),
+            Box::new(self.timeouts_total.clone()),
+            Box::new(self.backend_response_time.clone()),
+            Box::new(self.active_connections.clone()),
+            Box::new(self.table_generation.clone()),
+            Box::new(self.table_routes.clone()),
+            Box::new(self.reloads.clone()),
+            Box::new(self.manifest_errors.clone()),
+            Box::new(self.sync_duration.clone()),
+            Box::new(build_info()?),
+        ];
+        for c in collectors {
+            self.registry.register(c)?;
+        }
+        Ok(())
+    }
+
+    /// Counts one response by status code.
+    pub fn count_status(&self, code: u16) {
+        let slot = code
+            .checked_sub(100)
+            .and_then(|i| self.status_cache.get(i as usize));
+        match slot {
+            Some(slot) => slot
+                .get_or_init(|| self.status_codes.with_label_values(&[&code.to_string()]))
+                .inc(),
+            None => self
+                .status_codes
+                .with_label_values(&[&code.to_string()])
+                .inc(),
+        }
+    }
+
+    /// Keeps one `backend_response_time_seconds` series per live backend:
+    /// new ones appear at zero when a table goes live, gone ones are removed
+    /// so that Services deleted long ago do not linger in every scrape.
+    pub fn sync_backends(&self, before: &HashSet<String>, now: &HashSet<String>) {
+        for gone in before.difference(now) {
+            let _ = self.backend_response_time.remove_label_values(&[gone]);
+        }
+        for id in now.difference(before) {
+            self.backend_response_time.with_label_values(&[id]);
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+fn build_info() -> Result<IntGauge, prometheus::Error> {
+    let g = IntGauge::with_opts(
+        Opts::new(
+            "ruststrom_build_info",
+            "Always 1; labels say which build runs",
+        )
+        .const_label("version", env!("CARGO_PKG_VERSION")),
+    )?;
+    g.set(1);
+    Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_present_from_start() {
+        let m = Metrics::new().unwrap();
+        let text = m.render();
+        for family in [
+            "http_requests_total",
+            "http_request_duration_seconds",
+            "http_errors_total",
+            "http_timeouts_total",
+            "active_http_connections",
+            "routing_table_generation",
+            "config_reloads_total",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family}")),
+                "{family} missing:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_codes_are_counted_by_code() {
+        let m = Metrics::new().unwrap();
+        m.count_status(200);
+        m.count_status(200);
+        m.count_status(504);
+        m.count_status(999);
+        let text = m.render();
+        assert!(
+            text.contains("http_status_codes_total{code=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("http_status_codes_total{code=\"504\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("http_status_codes_total{code=\"999\"} 1"),
+            "{text}"
+        );
+    }
+}

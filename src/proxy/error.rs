@@ -1,0 +1,92 @@
+//! Every way the proxy can fail a request, and the one function that turns a
+//! failure into a response.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+
+use super::handler::ProxyBody;
+
+/// Why the proxy answered instead of a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No rule matches the host and path, and there is no default backend.
+    #[error("no route")]
+    NoRoute,
+    /// The route's Service has no ready (or draining) endpoint.
+    #[error("no ready endpoint for {backend}")]
+    NoEndpoint { backend: String },
+    /// The backend refused the connection or could not be reached in time.
+    #[error("cannot connect to {endpoint} ({backend})")]
+    Connect {
+        backend: String,
+        endpoint: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The backend accepted, then broke or closed before a full response head.
+    #[error("bad response from {endpoint} ({backend})")]
+    Upstream {
+        backend: String,
+        endpoint: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// No response headers within `--request-timeout`.
+    #[error("{endpoint} ({backend}) did not answer in time")]
+    Timeout { backend: String, endpoint: String },
+    /// The request cannot be forwarded as it is.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+}
+
+// === impl ProxyError ===
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Whether this counts in `http_errors_total`: the backend side failed,
+    /// not the client's request.
+    pub fn is_backend_failure(&self) -> bool {
+        self.status().is_server_error()
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ProxyError::Timeout { .. })
+    }
+
+    /// The response the client gets. The body names the status only: backend
+    /// addresses and internal reasons stay in the logs.
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let status = self.status();
+        let text = match self {
+            ProxyError::NoRoute => "no route matches this host and path",
+            ProxyError::NoEndpoint { .. } => "no backend is available for this route",
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => {
+                "the backend did not answer properly"
+            }
+            ProxyError::Timeout { .. } => "the backend did not answer in time",
+            ProxyError::BadRequest(why) => why,
+        };
+        let body = format!(
+            "{} {}: {text}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+}

@@ -1,0 +1,245 @@
+//! Header rewriting between client and backend: forwarding headers in,
+//! hop-by-hop headers out, in both directions.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// What the proxy knows about a client connection, computed once per
+/// connection so the request path only clones header values.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// `X-Real-IP` and the address appended to `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
+    /// The listener's real port, for `X-Forwarded-Port`.
+    pub local_port: HeaderValue,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local: SocketAddr, proto: &'static str) -> Self {
+        let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        let local_port = HeaderValue::from_str(&local.port().to_string())
+            .unwrap_or(HeaderValue::from_static("0"));
+        Self {
+            peer,
+            client_ip,
+            local_port,
+            proto: HeaderValue::from_static(proto),
+        }
+    }
+}
+
+/// The `Upgrade` value of an HTTP/1.1 upgrade request (WebSocket and the
+/// like): present only when `Connection` names `upgrade`.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case("upgrade")));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Removes hop-by-hop headers: `Connection` and every header it names,
+/// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`.
+/// An upgrade is re-announced by the caller after this.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(tokens)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Adds what a backend behind an ingress expects: `X-Forwarded-For`
+/// (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port`,
+/// `X-Real-IP` (set), and `X-Request-Id` (kept, or generated).
+pub fn add_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>) {
+    let forwarded_for = match join_forwarded_for(headers, &conn.client_ip) {
+        Some(joined) => joined,
+        None => conn.client_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+    headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
+    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
+    headers.insert(X_REAL_IP.clone(), conn.client_ip.clone());
+    match host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), request_id());
+    }
+}
+
+/// `existing, client` when the request already carries `X-Forwarded-For`
+/// (possibly over several header lines).
+fn join_forwarded_for(headers: &HeaderMap, client: &HeaderValue) -> Option<HeaderValue> {
+    let mut values = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
+    values.peek()?;
+    let mut joined = Vec::with_capacity(64);
+    for v in values {
+        joined.extend_from_slice(v.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(client.as_bytes());
+    HeaderValue::from_bytes(&joined).ok()
+}
+
+/// A random 128-bit id in 32 lowercase hex digits, as ingress-nginx's
+/// `$req_id`.
+pub fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut buf = [0u8; 32];
+    for b in buf.iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Comma-separated tokens of a `Connection` header value.
+fn tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
+    v.to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn conn() -> ConnInfo {
+        ConnInfo::new(
+            "10.1.2.3:5555".parse().unwrap(),
+            "0.0.0.0:8000".parse().unwrap(),
+            "http",
+        )
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("connection", "x-other"),
+            ("x-secret", "1"),
+            ("x-other", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "x-kept"]);
+    }
+
+    #[test]
+    fn upgrade_needs_connection_upgrade() {
+        let ws = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_protocol(&ws).unwrap(), "websocket");
+        let no = map(&[("upgrade", "websocket")]);
+        assert!(upgrade_protocol(&no).is_none());
+    }
+
+    #[test]
+    fn forwarding_headers_are_set_and_appended() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-real-ip", "9.9.9.9"),
+            ("x-forwarded-port", "1"),
+        ]);
+        let host = HeaderValue::from_static("shop.example.com");
+        add_forwarding(&mut h, &conn(), Some(&host));
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example.com");
+        assert_eq!(h["x-forwarded-port"], "8000");
+        assert_eq!(h["x-real-ip"], "10.1.2.3");
+        let id = h["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn request_id_is_kept_when_present() {
+        let mut h = map(&[("x-request-id", "abc")]);
+        add_forwarding(&mut h, &conn(), None);
+        assert_eq!(h["x-request-id"], "abc");
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert!(!h.contains_key("x-forwarded-host"));
+        assert_ne!(request_id(), request_id());
+    }
+}

@@ -1,0 +1,38 @@
+//! The data plane: listeners, the request path, and the upstream client.
+//!
+//! A request goes [`listener`] (accept, one task per connection) ->
+//! [`handler::handle`] (route lookup in the live table, endpoint pick) ->
+//! [`headers`] (forwarding headers, hop-by-hop removal) -> [`upstream`]
+//! (pooled keep-alive client) -> back, with every failure turned into a
+//! response in one place, [`error`].
+
+pub mod error;
+pub mod handler;
+pub mod headers;
+pub mod listener;
+pub mod upgrade;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::metrics::Metrics;
+use crate::model::RoutingTable;
+
+pub use error::ProxyError;
+
+/// The live routing table: read lock-free on every request, swapped whole by
+/// the control side.
+pub type SharedTable = Arc<ArcSwap<RoutingTable>>;
+
+/// What every request needs: the table, the client, the metrics, limits.
+pub struct Proxy {
+    pub table: SharedTable,
+    pub client: upstream::Client,
+    pub metrics: Arc<Metrics>,
+    /// Time allowed from receiving a request to the backend's response
+    /// headers; past it the client gets 504.
+    pub request_timeout: Duration,
+}

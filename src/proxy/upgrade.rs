@@ -1,0 +1,24 @@
+//! Upgraded connections (WebSocket and other `Upgrade` protocols): once the
+//! backend answers 101, bytes are copied both ways until either side closes.
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+/// Joins the client's and the backend's upgraded connections in a task of
+/// their own; the HTTP connection is done with them.
+pub fn tunnel(client: OnUpgrade, backend: OnUpgrade, backend_id: String) {
+    tokio::spawn(async move {
+        let (client, backend) = match tokio::try_join!(client, backend) {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::debug!(%error, backend = %backend_id, "upgrade failed");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut backend = TokioIo::new(backend);
+        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+            tracing::debug!(%error, backend = %backend_id, "upgraded connection closed with an error");
+        }
+    });
+}

@@ -1,0 +1,332 @@
+//! Standalone mode: a folder of Kubernetes YAML, watched for changes.
+//!
+//! Every reload walks the folder and re-reads only the files whose size,
+//! modification time or inode changed, so an atomic replace (write a temp
+//! file, rename it over the old one, as editors and ConfigMap mounts do) is
+//! seen like any edit. A file that fails to parse keeps its last good objects
+//! until it is fixed. Change events from the OS trigger a reload at once; a
+//! slow periodic rescan catches anything the OS did not report.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::{Object, ParseError, Snapshot, parse_manifest};
+
+/// How deep folders are followed (ConfigMap mounts and symlinked folders
+/// could otherwise loop).
+const MAX_DEPTH: usize = 16;
+/// The rescan that backs up OS change events.
+const RESCAN_EVERY: Duration = Duration::from_secs(2);
+
+/// The manifests folder and the last good objects of each file in it.
+#[derive(Debug)]
+pub struct ManifestDir {
+    root: PathBuf,
+    files: HashMap<PathBuf, FileState>,
+}
+
+#[derive(Debug)]
+struct FileState {
+    stamp: Stamp,
+    /// The last objects this file parsed to; kept when a later version fails.
+    objects: Vec<Object>,
+    /// Set while the current version of the file does not parse.
+    error: Option<String>,
+}
+
+/// What identifies a version of a file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+    device: u64,
+}
+
+/// The outcome of one reload.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// Some file was added, removed, or parsed to new objects.
+    pub changed: bool,
+    /// Files that failed to read or parse in this reload, with the reason.
+    pub errors: Vec<FileError>,
+}
+
+/// A file that could not be used; its last good objects stay in force.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The folder or file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid Kubernetes YAML or JSON.
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
+}
+
+// === impl ManifestDir ===
+
+impl ManifestDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            files: HashMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Re-reads what changed since the last reload.
+    pub fn reload(&mut self) -> Reload {
+        let mut report = Reload::default();
+        let mut found = Vec::new();
+        if let Err(source) = walk(&self.root, 0, &mut found) {
+            report.errors.push(FileError::Io {
+                path: self.root.clone(),
+                source,
+            });
+            // An unreadable folder must not wipe the table: keep everything.
+            return report;
+        }
+
+        let before = self.files.len();
+        self.files
+            .retain(|path, _| found.iter().any(|(p, _)| p == path));
+        report.changed |= self.files.len() != before;
+
+        for (path, stamp) in found {
+            if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
+                continue;
+            }
+            let parsed = fs::read_to_string(&path)
+                .map_err(|source| FileError::Io {
+                    path: path.clone(),
+                    source,
+                })
+                .and_then(|text| {
+                    parse_manifest(&text).map_err(|source| FileError::Parse {
+                        path: path.clone(),
+                        source,
+                    })
+                });
+            let state = self.files.entry(path).or_insert_with(|| FileState {
+                stamp,
+                objects: Vec::new(),
+                error: None,
+            });
+            state.stamp = stamp;
+            match parsed {
+                Ok(objects) => {
+                    state.objects = objects;
+                    state.error = None;
+                    report.changed = true;
+                }
+                Err(e) => {
+                    state.error = Some(e.to_string());
+                    report.errors.push(e);
+                }
+            }
+        }
+        report
+    }
+
+    /// The objects of every file, last good versions included. Files are
+    /// applied in path order, so when two files define the same object the
+    /// later path wins, predictably.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut paths: Vec<_> = self.files.keys().collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .flat_map(|p| self.files[p].objects.iter())
+            .collect()
+    }
+
+    /// Files whose current version does not parse, with the reason.
+    pub fn broken_files(&self) -> Vec<(&Path, &str)> {
+        let mut out: Vec<_> = self
+            .files
+            .iter()
+            .filter_map(|(p, f)| f.error.as_deref().map(|e| (p.as_path(), e)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Collects the manifest files below `dir`. Hidden entries are skipped: they
+/// are editor swap files, or the timestamped copies a ConfigMap mount keeps
+/// beside the visible names.
+fn walk(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, Stamp)>) -> std::io::Result<()> {
+    let meta = fs::metadata(dir)?;
+    if meta.is_file() {
+        out.push((dir.to_path_buf(), Stamp::of(&meta)));
+        return Ok(());
+    }
+    let mut entries: Vec<_> = fs::read_dir(dir)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symlinks; a dangling link is skipped, not an error.
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if depth < MAX_DEPTH {
+                walk(&path, depth + 1, out)?;
+            }
+        } else if meta.is_file() && is_manifest(&path) {
+            out.push((path, Stamp::of(&meta)));
+        }
+    }
+    Ok(())
+}
+
+fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+// === impl Stamp ===
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+            device: meta.dev(),
+        }
+    }
+}
+
+/// Watches `root` and sends `()` whenever something below it may have
+/// changed, and every [`RESCAN_EVERY`] in any case. The returned watcher
+/// must be kept alive.
+pub fn watch(root: &Path) -> (mpsc::Receiver<()>, Option<notify::RecommendedWatcher>) {
+    let (tx, rx) = mpsc::channel(1);
+    let events = tx.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            // A full channel already holds a pending reload: nothing lost.
+            let _ = events.try_send(());
+        }
+    })
+    .and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|()| w));
+    let watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(error) => {
+            tracing::warn!(%error, root = %root.display(), "cannot watch the manifests folder; rescanning every {RESCAN_EVERY:?} instead");
+            None
+        }
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RESCAN_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    (rx, watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SVC_A: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n";
+    const SVC_B: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: b}\n";
+
+    fn names(dir: &ManifestDir) -> Vec<String> {
+        dir.snapshot()
+            .services
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn reads_nested_folders_and_skips_hidden_and_other_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("nested/deeper")).unwrap();
+        fs::create_dir_all(tmp.path().join("..2026_01_01")).unwrap();
+        fs::write(tmp.path().join("a.yaml"), SVC_A).unwrap();
+        fs::write(tmp.path().join("nested/deeper/b.yml"), SVC_B).unwrap();
+        fs::write(
+            tmp.path().join("..2026_01_01/c.yaml"),
+            "kind: Service\napiVersion: v1\nmetadata: {name: c}",
+        )
+        .unwrap();
+        fs::write(tmp.path().join("notes.txt"), "not yaml: [").unwrap();
+        let mut dir = ManifestDir::new(tmp.path());
+        let r = dir.reload();
+        assert!(r.changed && r.errors.is_empty(), "{r:?}");
+        assert_eq!(names(&dir), ["default/a", "default/b"]);
+        assert!(!dir.reload().changed, "nothing changed");
+    }
+
+    #[test]
+    fn broken_file_keeps_last_good_objects_until_fixed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.yaml");
+        fs::write(&file, SVC_A).unwrap();
+        let mut dir = ManifestDir::new(tmp.path());
+        dir.reload();
+
+        fs::write(&file, "apiVersion: v1\nkind: Service\nmetadata: {name: [").unwrap();
+        let r = dir.reload();
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(names(&dir), ["default/a"]);
+        assert_eq!(dir.broken_files().len(), 1);
+
+        fs::write(&file, SVC_B).unwrap();
+        let r = dir.reload();
+        assert!(r.changed && r.errors.is_empty());
+        assert_eq!(names(&dir), ["default/b"]);
+        assert!(dir.broken_files().is_empty());
+    }
+
+    #[test]
+    fn atomic_replace_and_delete_are_seen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.yaml");
+        fs::write(&file, SVC_A).unwrap();
+        let mut dir = ManifestDir::new(tmp.path());
+        dir.reload();
+
+        // Same length, new inode: only the rename tells it apart.
+        let staged = tmp.path().join(".a.yaml.tmp");
+        fs::write(&staged, SVC_B).unwrap();
+        fs::rename(&staged, &file).unwrap();
+        assert!(dir.reload().changed);
+        assert_eq!(names(&dir), ["default/b"]);
+
+        fs::remove_file(&file).unwrap();
+        assert!(dir.reload().changed);
+        assert!(names(&dir).is_empty());
+    }
+}

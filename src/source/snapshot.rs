@@ -1,0 +1,110 @@
+//! The objects the compile step reads, keyed by namespace and name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::Object;
+
+/// `namespace/name` of an object (`name` alone for cluster-scoped kinds,
+/// whose namespace is empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Everything the compile step needs, as plain maps. Objects are shared
+/// (`Arc`) so building a snapshot from a cache is cheap.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
+    pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+}
+
+// === impl ObjectKey ===
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Key of a namespaced object; a missing namespace means `default`, as
+    /// `kubectl apply` does.
+    pub fn of(meta: &ObjectMeta) -> Self {
+        Self {
+            namespace: meta
+                .namespace
+                .clone()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| "default".to_string()),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Adds or replaces one object. Kinds the compile step does not read are
+    /// dropped here.
+    pub fn insert(&mut self, object: &Object) {
+        match object {
+            Object::Ingress(i) => {
+                self.ingresses.insert(ObjectKey::of(&i.metadata), i.clone());
+            }
+            Object::IngressClass(c) => {
+                let name = c.metadata.name.clone().unwrap_or_default();
+                self.ingress_classes.insert(name, c.clone());
+            }
+            Object::Service(s) => {
+                self.services.insert(ObjectKey::of(&s.metadata), s.clone());
+            }
+            Object::EndpointSlice(e) => {
+                self.endpoint_slices
+                    .insert(ObjectKey::of(&e.metadata), e.clone());
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ingresses.len()
+            + self.ingress_classes.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> FromIterator<&'a Object> for Snapshot {
+    fn from_iter<T: IntoIterator<Item = &'a Object>>(iter: T) -> Self {
+        let mut snapshot = Snapshot::default();
+        for object in iter {
+            snapshot.insert(object);
+        }
+        snapshot
+    }
+}
