@@ -1,0 +1,143 @@
+//! Sync latency at scale: how long one changed manifest takes to become the
+//! live table, with 1,000 and 10,000 Ingresses loaded (`cargo bench --bench
+//! sync`). Prints figures; asserts nothing about time.
+//!
+//! Each Ingress has 3 paths to its own Service, whose EndpointSlice holds 5
+//! endpoints. Ingresses are spread over files of 100, as a GitOps repository
+//! might hold them. One change rewrites one file with one path renamed, then
+//! measures reload (stat every file, re-read the changed one) + compile +
+//! swap: what the watcher does after its debounce.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rust_strom::compile::{CompileOptions, compile};
+use rust_strom::metrics::Metrics;
+use rust_strom::model::RoutingTable;
+use rust_strom::publish::Publisher;
+use rust_strom::source::files::ManifestDir;
+
+const PER_FILE: usize = 100;
+const CHANGES: usize = 100;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
+    println!(
+        "| ingresses | paths | endpoints | full compile | 1 change p50 | 1 change p99 | max |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &n in sizes {
+        run(n, if quick { 10 } else { CHANGES });
+    }
+}
+
+fn run(ingresses: usize, changes: usize) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for file in 0..ingresses.div_ceil(PER_FILE) {
+        write_file(tmp.path(), file, ingresses, 0);
+    }
+    let options = CompileOptions {
+        ingress_class: "rust-strom".into(),
+        watch_without_class: true,
+        allow_external_name: false,
+    };
+    let mut dir = ManifestDir::new(tmp.path());
+    dir.reload();
+    let snapshot = dir.snapshot();
+    let started = Instant::now();
+    let compiled = compile(&snapshot, &options, 1);
+    let full = started.elapsed();
+    assert_eq!(compiled.table.len(), ingresses * 3, "every path compiled");
+    assert!(
+        compiled.problems.is_empty(),
+        "{:?}",
+        compiled.problems.first()
+    );
+
+    let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let mut publisher = Publisher::new(
+        table.clone(),
+        metrics,
+        Arc::new(AtomicBool::new(false)),
+        options,
+    );
+    publisher.publish(&snapshot, tokio::time::Instant::now());
+
+    let mut samples = Vec::with_capacity(changes);
+    for round in 1..=changes {
+        let file = round % ingresses.div_ceil(PER_FILE);
+        write_file(tmp.path(), file, ingresses, round);
+        let started = Instant::now();
+        let reload = dir.reload();
+        assert!(reload.changed);
+        publisher.publish(&dir.snapshot(), tokio::time::Instant::now());
+        samples.push(started.elapsed());
+        let probe = format!("/v{round}/p0");
+        let host = format!("h{}.bench.local", file * PER_FILE);
+        assert!(
+            table.load().lookup(&host, &probe).is_some(),
+            "the change is live"
+        );
+    }
+    samples.sort();
+    let pct =
+        |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    println!(
+        "| {ingresses} | {} | {} | {} | {} | {} | {} |",
+        ingresses * 3,
+        ingresses * 5,
+        ms(full),
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(*samples.last().unwrap_or(&Duration::ZERO)),
+    );
+}
+
+/// Writes file `file` with its 100 Ingresses; `version` renames the first
+/// path of the first Ingress so that every write is a real change.
+fn write_file(dir: &Path, file: usize, total: usize, version: usize) {
+    let mut out = String::new();
+    for i in file * PER_FILE..((file + 1) * PER_FILE).min(total) {
+        let first = if i == file * PER_FILE && version > 0 {
+            format!("/v{version}/p0")
+        } else {
+            "/p0".to_string()
+        };
+        let _ = write!(
+            out,
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing-{i}, namespace: bench}}\n\
+             spec:\n  rules:\n  - host: h{i}.bench.local\n    http:\n      paths:\n\
+             \x20     - {{path: \"{first}\", pathType: Prefix, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
+             \x20     - {{path: /p1, pathType: Prefix, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
+             \x20     - {{path: /p2, pathType: Exact, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: bench}}\n\
+             spec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n\
+             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: svc-{i}-a, namespace: bench, labels: {{kubernetes.io/service-name: svc-{i}}}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n"
+        );
+        for e in 0..5 {
+            let _ = writeln!(
+                out,
+                "- addresses: [\"10.{}.{}.{e}\"]",
+                (i / 250) % 250,
+                i % 250
+            );
+        }
+    }
+    let path = dir.join(format!("ingresses-{file:04}.yaml"));
+    let staged = dir.join(format!(".ingresses-{file:04}.tmp"));
+    std::fs::write(&staged, out).expect("write manifest");
+    std::fs::rename(&staged, &path).expect("rename manifest");
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
