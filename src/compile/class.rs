@@ -13,6 +13,8 @@ const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-cl
 /// The class names that are ours, and whether class-less Ingresses are.
 pub(super) struct Classes<'a> {
     flag: &'a str,
+    /// Every IngressClass name, ours or not.
+    known: Vec<&'a str>,
     ours: Vec<&'a str>,
     take_classless: bool,
 }
@@ -21,6 +23,11 @@ impl<'a> Classes<'a> {
     pub(super) fn new(snapshot: &'a Snapshot, options: &'a CompileOptions) -> Self {
         let mut ours = Vec::new();
         let mut default_is_ours = false;
+        let known = snapshot
+            .ingress_classes
+            .keys()
+            .map(String::as_str)
+            .collect();
         for (name, class) in &snapshot.ingress_classes {
             let controller = class.spec.as_ref().and_then(|s| s.controller.as_deref());
             if controller == Some(CONTROLLER_NAME) {
@@ -35,6 +42,7 @@ impl<'a> Classes<'a> {
         }
         Self {
             flag: &options.ingress_class,
+            known,
             ours,
             take_classless: default_is_ours || options.watch_without_class,
         }
@@ -48,7 +56,13 @@ impl<'a> Classes<'a> {
             .as_ref()
             .and_then(|s| s.ingress_class_name.as_deref());
         if let Some(class) = field {
-            return class == self.flag || self.ours.contains(&class);
+            // An IngressClass by that name decides; the flag alone only
+            // when no such IngressClass exists (standalone folders often
+            // have none).
+            return match self.known.contains(&class) {
+                true => self.ours.contains(&class),
+                false => class == self.flag,
+            };
         }
         let legacy = ingress
             .metadata

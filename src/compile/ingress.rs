@@ -65,11 +65,12 @@ pub(super) fn add(
             source: source.clone(),
         };
         if let Err(kept) = builder.add(&rule.host, route) {
-            problems.push(Problem::rejected(
-                KIND,
-                key,
-                format!("{what} conflicts with the older Ingress {kept}, which keeps it"),
-            ));
+            let message = if kept == source {
+                format!("{what} is given twice with different backends; the first is kept")
+            } else {
+                format!("{what} conflicts with the older Ingress {kept}, which keeps it")
+            };
+            problems.push(Problem::rejected(KIND, key, message));
         }
     }
 }
@@ -157,7 +158,10 @@ fn validate(ingress: &Ingress) -> Result<Vec<Rule<'_>>, String> {
                 "" => return Err(format!("path {path:?}: pathType is required")),
                 other => return Err(format!("path {path:?}: unknown pathType {other:?}")),
             };
-            if !matcher.path().starts_with('/') {
+            // The API server's rule: Exact and Prefix paths are absolute.
+            let absolute = path.starts_with('/')
+                || (p.path_type == "ImplementationSpecific" && path.is_empty());
+            if !absolute {
                 return Err(format!("path {path:?}: must be an absolute path"));
             }
             if matcher.path().contains(char::is_whitespace) {

@@ -158,6 +158,8 @@ impl<'a> Resolver<'a> {
             set.sort_by(|a, b| a.addr.cmp(&b.addr));
             set.dedup();
         }
+        // Ready in one slice and draining in another (mid-update): ready wins.
+        fallback.retain(|e| ready.binary_search_by(|r| r.addr.cmp(&e.addr)).is_err());
         Ok(Backend::new(id, ready, fallback))
     }
 
