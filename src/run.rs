@@ -37,9 +37,10 @@ pub async fn standalone(settings: Settings) -> anyhow::Result<()> {
         root.display()
     );
 
+    // Signals first: once the ports are announced, SIGTERM drains.
+    let (_trigger, shutdown) = shutdown::on_signals();
     let http = bind(settings.http_addr, "HTTP proxy").await?;
     let admin_listener = bind(settings.metrics_addr, "metrics and health").await?;
-    let (_trigger, shutdown) = shutdown::on_signals();
 
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
@@ -71,6 +72,7 @@ pub async fn standalone(settings: Settings) -> anyhow::Result<()> {
         client: proxy::upstream::client(),
         metrics,
         request_timeout: settings.request_timeout,
+        tunnels: proxy::upgrade::Tunnels::new(),
     });
     proxy::listener::serve(http, proxy, shutdown, settings.shutdown_grace).await;
     admin_task.abort();

@@ -10,14 +10,18 @@ pub struct Shutdown(watch::Receiver<bool>);
 
 /// Starts listening for signals. The returned sender also lets tests and the
 /// demo trigger a shutdown without a signal.
+///
+/// The handlers are installed before this returns (must be called within the
+/// runtime), so from then on a signal drains instead of killing the process.
 pub fn on_signals() -> (watch::Sender<bool>, Shutdown) {
     let (tx, rx) = watch::channel(false);
     let trigger = tx.clone();
+    let signals = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = signals else {
             tracing::error!("cannot listen for SIGINT/SIGTERM; stop the process with SIGKILL");
             return;
         };

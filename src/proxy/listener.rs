@@ -76,8 +76,12 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!(%local, "stopped accepting; draining connections");
+    let drained = async {
+        graceful.shutdown().await;
+        proxy.tunnels.closed().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!(%local, "all connections drained"),
+        () = drained => tracing::info!(%local, "all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!(%local, ?grace, "shutdown grace elapsed with connections still open"),
     }
 }

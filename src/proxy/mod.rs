@@ -35,4 +35,7 @@ pub struct Proxy {
     /// Time allowed from receiving a request to the backend's response
     /// headers; past it the client gets 504.
     pub request_timeout: Duration,
+    /// Upgraded connections (WebSocket) still open: the drain on shutdown
+    /// waits for them too.
+    pub tunnels: upgrade::Tunnels,
 }

@@ -3,11 +3,37 @@
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+/// Counts the open tunnels: each holds a receiver, and the drain on shutdown
+/// waits until none is left (hyper's graceful shutdown no longer sees a
+/// connection once it is upgraded).
+#[derive(Debug)]
+pub struct Tunnels(watch::Sender<()>);
+
+impl Tunnels {
+    pub fn new() -> Self {
+        Self(watch::Sender::new(()))
+    }
+
+    /// Resolves once no tunnel is open.
+    pub async fn closed(&self) {
+        self.0.closed().await;
+    }
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Joins the client's and the backend's upgraded connections in a task of
 /// their own; the HTTP connection is done with them.
-pub fn tunnel(client: OnUpgrade, backend: OnUpgrade, backend_id: String) {
+pub fn tunnel(client: OnUpgrade, backend: OnUpgrade, backend_id: String, tunnels: &Tunnels) {
+    let open = tunnels.0.subscribe();
     tokio::spawn(async move {
+        let _open = open;
         let (client, backend) = match tokio::try_join!(client, backend) {
             Ok(pair) => pair,
             Err(error) => {

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -13,8 +15,11 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// as ingress-nginx's `proxy-connect-timeout` default does.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Client requests stream their bodies straight through.
-pub type Client = hyper_util::client::legacy::Client<HttpConnector, Incoming>;
+/// Client requests stream their bodies straight through; a bodiless request
+/// sent a second time (see [`super::handler`]) has an empty body.
+pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+pub type Client = hyper_util::client::legacy::Client<HttpConnector, UpstreamBody>;
 
 /// Builds the shared client. Endpoints are IP addresses (or, with
 /// `--allow-external-name`, DNS names resolved when a connection opens, never
