@@ -1,0 +1,224 @@
+//! The command line: `rust-strom check` on good and bad folders, refused
+//! flags, the missing `--manifests` message, and a `-c` config file whose
+//! `request-timeout` takes effect.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
+
+mod support;
+
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use support::*;
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn good_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "web.yaml",
+        &docs(&[
+            ingress(
+                "shop",
+                "web",
+                "good.local",
+                &[("/", "Prefix", "web"), ("/api", "Exact", "web")],
+            ),
+            service("shop", "web"),
+            slice("shop", "web-0", "web", 8080),
+        ]),
+    );
+    dir
+}
+
+#[test]
+fn check_accepts_a_good_folder_and_prints_the_routes() {
+    let dir = good_folder();
+    let out = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("good.local"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in &rows {
+        assert!(row.contains("shop/web"), "{row}");
+        assert!(row.contains("127.0.0.1:8080"), "{row}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(" / ") && r.contains("Prefix")),
+        "{text}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(" /api ") && r.contains("Exact")),
+        "{text}"
+    );
+    assert!(!text.contains("rejected"), "{text}");
+}
+
+#[test]
+fn check_rejects_a_bad_ingress_and_still_prints_the_good_routes() {
+    let dir = good_folder();
+    write(
+        dir.path(),
+        "bad.yaml",
+        &ingress("shop", "relative", "bad.local", &[("api", "Prefix", "web")]),
+    );
+    write(
+        dir.path(),
+        "nosvc.yaml",
+        &ingress(
+            "shop",
+            "nosvc",
+            "nosvc.local",
+            &[("/", "Prefix", "does-not-exist")],
+        ),
+    );
+    let out = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(!out.status.success(), "bad Ingress accepted:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("good.local") && l.contains("shop/web")),
+        "good routes missing:\n{text}"
+    );
+    let relative = text
+        .lines()
+        .find(|l| l.contains("shop/relative"))
+        .unwrap_or_else(|| panic!("shop/relative not named:\n{text}"));
+    assert!(relative.contains("rejected"), "{relative}");
+    assert!(relative.contains("absolute"), "{relative}");
+    let nosvc = text
+        .lines()
+        .find(|l| l.contains("rejected") && l.contains("shop/nosvc"))
+        .unwrap_or_else(|| panic!("shop/nosvc not named:\n{text}"));
+    assert!(nosvc.contains("shop/does-not-exist"), "{nosvc}");
+    assert!(nosvc.contains("not found"), "{nosvc}");
+}
+
+#[test]
+fn check_rejects_a_file_that_does_not_parse() {
+    let dir = good_folder();
+    write(
+        dir.path(),
+        "broken.yaml",
+        "kind: Ingress\nmetadata: {name: [\n",
+    );
+    let out = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("rejected") && l.contains("broken.yaml")),
+        "{text}"
+    );
+    assert!(text.contains("good.local"), "{text}");
+}
+
+#[test]
+fn check_refuses_a_missing_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let out = run_bin(&["check", "--manifests", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+}
+
+#[test]
+fn serving_without_manifests_is_refused_with_a_hint() {
+    let out = run_bin(&[
+        "--http-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--manifests"), "{err}");
+}
+
+#[test]
+fn bad_flag_values_are_refused() {
+    let dir = good_folder();
+    let path = dir.path().to_str().unwrap();
+    for (flag, value) in [
+        ("--request-timeout", "banana"),
+        ("--shutdown-grace", "soon"),
+        ("--http-addr", "not-an-address"),
+        ("--workers", "many"),
+    ] {
+        let mut args = vec!["--manifests", path, flag, value];
+        for (default_flag, default_value) in [
+            ("--http-addr", "127.0.0.1:0"),
+            ("--metrics-addr", "127.0.0.1:0"),
+        ] {
+            if default_flag != flag {
+                args.extend([default_flag, default_value]);
+            }
+        }
+        let out = run_bin(&args);
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        let err = stderr(&out);
+        assert!(err.contains(flag) && err.contains(value), "{flag}: {err}");
+    }
+    // A bad value in the config file is refused too, naming the key.
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "request-timeout = \"banana\"\n").unwrap();
+    let out = run_bin(&[
+        "-c",
+        config.to_str().unwrap(),
+        "--manifests",
+        path,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("request-timeout"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_request_timeout_takes_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let slow = backend(|_req| async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Response::new(full("too late\n"))
+    })
+    .await;
+    write(
+        &manifests,
+        "slow.yaml",
+        &docs(&[
+            ingress("default", "slow", "slow.local", &[("/", "Prefix", "slow")]),
+            backend_objects("default", "slow", &[slow]),
+        ]),
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "manifests = \"{}\"\nhttp-addr = \"127.0.0.1:0\"\nmetrics-addr = \"127.0.0.1:0\"\n\
+             workers = 2\nrequest-timeout = \"300ms\"\n",
+            manifests.display()
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start_args(&["-c".to_string(), config.display().to_string()]).await;
+
+    let resp = proxy.get("slow.local", "/").await;
+    assert_eq!(resp.status, StatusCode::GATEWAY_TIMEOUT, "{}", resp.body);
+    assert!(!resp.body.trim().is_empty());
+    assert_eq!(proxy.metric("http_timeouts_total").await, Some(1.0));
+}
