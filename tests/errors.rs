@@ -7,7 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use http::{Response, StatusCode};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Empty;
 use support::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -258,4 +260,55 @@ async fn backend_closing_keep_alive_connections_causes_no_502() {
         failed.join("\n")
     );
     assert!(connections.load(std::sync::atomic::Ordering::Relaxed) >= 100);
+}
+
+/// A listed endpoint whose pod is gone (connection refused) costs no
+/// request: bodiless requests move on to another endpoint, whatever their
+/// method. A request with a body cannot be sent twice and gets 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_endpoint_costs_no_bodiless_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let alive = echo("alive").await;
+    let objects = docs(&[
+        ingress("default", "half", "half.local", &[("/", "Prefix", "half")]),
+        service("default", "half"),
+        slice("default", "half-dead", "half", closed_port()),
+        slice("default", "half-alive", "half", alive.port()),
+    ]);
+    write(dir.path(), "half.yaml", &objects);
+    let proxy = Proxy::start(dir.path(), &[]).await;
+
+    for i in 0..20 {
+        let resp = proxy.get("half.local", &format!("/get/{i}")).await;
+        assert_eq!(resp.status, StatusCode::OK, "GET {i}: {}", resp.body);
+        assert_eq!(resp.backend(), Some("alive"));
+    }
+    for i in 0..10 {
+        let req = Request::post(format!("http://half.local/post/{i}"))
+            .header("host", "half.local")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send(proxy.http_port, req).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::OK,
+            "bodiless POST {i}: {}",
+            resp.body
+        );
+    }
+    // With a body, half of the requests meet the dead endpoint and fail.
+    let mut failed = 0;
+    for i in 0..10 {
+        let req = Request::post(format!("http://half.local/body/{i}"))
+            .header("host", "half.local")
+            .body(full("payload"))
+            .unwrap();
+        let resp = send(proxy.http_port, req).await;
+        if resp.status == StatusCode::BAD_GATEWAY {
+            failed += 1;
+        } else {
+            assert_eq!(resp.status, StatusCode::OK);
+        }
+    }
+    assert!(failed > 0, "requests with a body are never sent twice");
 }

@@ -4,14 +4,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{Either, Empty, Full};
-use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::Error as LegacyError;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::headers::{self, ConnInfo};
-use super::upstream::Client;
-use super::{Proxy, ProxyError, upgrade};
+use super::{Proxy, ProxyError, attempt, upgrade};
 use crate::model::{Endpoint, normalize_host};
 
 /// A backend's streamed body, or a small body the proxy wrote itself.
@@ -73,33 +71,31 @@ async fn forward(
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     prepare(&mut req, conn, &endpoint, host, upgrade)?;
-    let replay = replayable(&req);
 
     let sent = Instant::now();
-    let result =
-        tokio::time::timeout(proxy.request_timeout, send(&proxy.client, req, replay)).await;
+    let attempt = attempt::send(&proxy.client, req, &backend, endpoint.clone());
+    let Ok((result, last)) = tokio::time::timeout(proxy.request_timeout, attempt).await else {
+        return Err(ProxyError::Timeout {
+            backend: backend.id.clone(),
+            endpoint: endpoint.to_string(),
+        });
+    };
     let mut response = match result {
-        Err(_elapsed) => {
-            return Err(ProxyError::Timeout {
-                backend: backend.id.clone(),
-                endpoint: endpoint.to_string(),
-            });
-        }
-        Ok(Err(source)) if source.is_connect() => {
+        Ok(response) => response,
+        Err(source) if source.is_connect() => {
             return Err(ProxyError::Connect {
                 backend: backend.id.clone(),
-                endpoint: endpoint.to_string(),
+                endpoint: last.to_string(),
                 source,
             });
         }
-        Ok(Err(source)) => {
+        Err(source) => {
             return Err(ProxyError::Upstream {
                 backend: backend.id.clone(),
-                endpoint: endpoint.to_string(),
+                endpoint: last.to_string(),
                 source,
             });
         }
-        Ok(Ok(response)) => response,
     };
     proxy
         .metrics
@@ -122,61 +118,6 @@ async fn forward(
         headers::strip_hop_by_hop(response.headers_mut());
     }
     Ok(response.map(Either::Left))
-}
-
-/// Sends `req` upstream. When the connection broke before any answer (most
-/// often a pooled keep-alive connection the backend had just closed: the
-/// close and the request crossed), `replay` is sent once more (the broken
-/// connection has left the pool), as nginx does for a cached upstream
-/// connection. The caller's timeout covers both attempts.
-async fn send(
-    client: &Client,
-    req: Request<Incoming>,
-    replay: Option<Request<()>>,
-) -> Result<Response<Incoming>, LegacyError> {
-    let error = match client.request(req.map(Either::Left)).await {
-        Ok(response) => return Ok(response),
-        Err(error) => error,
-    };
-    match replay {
-        Some(replay) if !error.is_connect() && connection_broke(&error) => {
-            tracing::debug!(%error, "backend connection broke before an answer; sending again");
-            client
-                .request(replay.map(|()| Either::Right(Empty::new())))
-                .await
-        }
-        _ => Err(error),
-    }
-}
-
-/// A copy of a request that is safe to send twice: idempotent method, no
-/// body. `None` for any other request.
-fn replayable(req: &Request<Incoming>) -> Option<Request<()>> {
-    if !req.method().is_idempotent() || !req.body().is_end_stream() {
-        return None;
-    }
-    let mut copy = Request::new(());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    Some(copy)
-}
-
-/// Whether the connection was closed or reset under the request, as opposed
-/// to the backend answering something malformed.
-fn connection_broke(error: &LegacyError) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        if e.downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
-            || e.downcast_ref::<std::io::Error>().is_some()
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// Rewrites the client's request into the backend's: absolute URI to the

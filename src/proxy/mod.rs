@@ -6,6 +6,7 @@
 //! (pooled keep-alive client) -> back, with every failure turned into a
 //! response in one place, [`error`].
 
+pub mod attempt;
 pub mod error;
 pub mod handler;
 pub mod headers;
