@@ -46,12 +46,13 @@ fn run(ingresses: usize, changes: usize) {
         ingress_class: "rust-strom".into(),
         watch_without_class: true,
         allow_external_name: false,
+        default_certificate: None,
     };
     let mut dir = ManifestDir::new(tmp.path());
     dir.reload();
     let snapshot = dir.snapshot();
     let started = Instant::now();
-    let compiled = compile(&snapshot, &options, 1);
+    let compiled = compile(&snapshot, &options, 1, std::time::SystemTime::now());
     let full = started.elapsed();
     assert_eq!(compiled.table.len(), ingresses * 3, "every path compiled");
     assert!(

@@ -3,8 +3,10 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::SystemTime;
 
-use crate::compile::{CompileOptions, Severity, compile};
+use crate::compile::{CompileOptions, Severity, compile, rfc3339};
+use crate::model::RoutingTable;
 use crate::source::files::ManifestDir;
 
 /// The printed report and whether everything was accepted.
@@ -18,7 +20,7 @@ pub fn check(root: &Path, options: &CompileOptions) -> Report {
     let mut dir = ManifestDir::new(root);
     let reload = dir.reload();
     let snapshot = dir.snapshot();
-    let compiled = compile(&snapshot, options, 1);
+    let compiled = compile(&snapshot, options, 1, SystemTime::now());
     let mut out = String::new();
 
     let _ = writeln!(
@@ -64,6 +66,7 @@ pub fn check(root: &Path, options: &CompileOptions) -> Report {
     if rows.is_empty() && default.is_none() {
         let _ = writeln!(out, "(no routes)");
     }
+    write_tls(&mut out, &compiled.table);
 
     let mut rejected = 0;
     let problems = reload.errors.len() + compiled.problems.len();
@@ -82,4 +85,31 @@ pub fn check(root: &Path, options: &CompileOptions) -> Report {
         text: out,
         ok: rejected == 0,
     }
+}
+
+/// The TLS hosts, the Secret each is served from, and when it expires.
+fn write_tls(out: &mut String, table: &RoutingTable) {
+    let tls = table.tls();
+    let hosts = tls.hosts();
+    if hosts.is_empty() && tls.default_certificate().is_none() {
+        return;
+    }
+    let _ = writeln!(out, "\n{:<30} {:<30} EXPIRES", "TLS HOST", "SECRET");
+    for (host, entry) in &hosts {
+        let (secret, expires) = match (&entry.certificate, entry.secret.as_str()) {
+            (Some(c), _) => (c.secret.as_str(), rfc3339(c.not_after)),
+            (None, "") => ("(none named)", "default certificate".to_string()),
+            (None, s) => (s, "unusable: default certificate".to_string()),
+        };
+        let _ = writeln!(out, "{:<30} {secret:<30} {expires}", host.to_string());
+    }
+    let (secret, expires) = match tls.default_certificate() {
+        Some(c) => (c.secret.as_str(), rfc3339(c.not_after)),
+        None => ("(generated at start)", "self-signed".to_string()),
+    };
+    let _ = writeln!(
+        out,
+        "{:<30} {secret:<30} {expires}",
+        "(default certificate)"
+    );
 }

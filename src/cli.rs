@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::source::ObjectKey;
 
 /// A Kubernetes ingress controller and load balancer.
 #[derive(Debug, Parser)]
@@ -18,6 +21,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once, at start
 pub enum Command {
     /// Load a manifests folder, print the routing table and every problem;
     /// exit non-zero when an object was rejected or a file does not parse.
@@ -25,6 +29,9 @@ pub enum Command {
     /// Start three echo backends on loopback and route `demo.local` to them
     /// (manifests written to --manifests DIR, or to a temporary folder).
     Demo(ServeArgs),
+    /// Print the CustomResourceDefinitions RustStrom reads (BalancerPolicy)
+    /// as YAML, ready for `kubectl apply -f -`.
+    Crds,
 }
 
 /// Flags for serving traffic.
@@ -40,6 +47,20 @@ pub struct ServeArgs {
     /// Proxy listener [default: 0.0.0.0:8000]. Port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// HTTPS listener [default: 0.0.0.0:8443; a free port on the same IP
+    /// when --http-addr asks for port 0].
+    #[arg(long, value_name = "ADDR")]
+    pub https_addr: Option<SocketAddr>,
+    /// The port put in the Location of an HTTP -> HTTPS redirect: the port
+    /// clients reach HTTPS on, outside any port mapping [default: 443, which
+    /// the Location leaves out].
+    #[arg(long, value_name = "PORT")]
+    pub https_redirect_port: Option<u16>,
+    /// Proxies or load balancers whose X-Forwarded-Proto and
+    /// X-Forwarded-Port are believed, as CIDRs or addresses, comma-separated
+    /// [default: none].
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Option<Vec<IpNet>>,
     /// `/metrics`, `/healthz` and `/readyz` [default: 0.0.0.0:9090].
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -54,6 +75,55 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
     #[command(flatten)]
     pub compile: CompileArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Flags for cluster mode (no `--manifests`): where the API server is, what
+/// to watch, how to report status, and the leader election.
+#[derive(Debug, Args, Default)]
+pub struct ClusterArgs {
+    /// Kubeconfig file [default: the pod's service account in a cluster,
+    /// else $KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (repeat the flag, or comma-separate, for
+    /// several) [default: all namespaces].
+    #[arg(long, value_name = "NS", value_delimiter = ',')]
+    pub watch_namespace: Option<Vec<String>>,
+    /// Cache only the `kubernetes.io/tls` Secrets with these labels
+    /// (`app=web,tier!=test`) [default: every TLS Secret].
+    #[arg(long, value_name = "SELECTOR")]
+    pub secret_label_selector: Option<String>,
+    /// Changes arriving within this window are compiled as one table
+    /// [default: 20ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub sync_debounce: Option<Duration>,
+    /// The Service whose load-balancer addresses (else cluster IP) are
+    /// written to the status of served Ingresses.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_object_key)]
+    pub publish_service: Option<ObjectKey>,
+    /// IPs or host names written to the status of served Ingresses,
+    /// comma-separated (wins over --publish-service).
+    #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
+    pub publish_status_address: Option<Vec<String>>,
+    /// Name of the Lease the replicas elect a status writer with
+    /// [default: rust-strom-leader].
+    #[arg(long, value_name = "NAME")]
+    pub election_id: Option<String>,
+    /// Namespace of that Lease [default: $POD_NAMESPACE, else the
+    /// kubeconfig's or service account's namespace].
+    #[arg(long, value_name = "NS")]
+    pub election_namespace: Option<String>,
+    /// How long a leader's Lease holds without renewal [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub election_lease_duration: Option<Duration>,
+    /// A leader that could not renew for this long stops writing [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub election_renew_deadline: Option<Duration>,
+    /// How often the Lease is tried or renewed [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub election_retry_period: Option<Duration>,
 }
 
 /// Flags that decide what is routed.
@@ -70,6 +140,11 @@ pub struct CompileArgs {
     /// Ingress author send traffic to any host name).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub allow_external_name: Option<bool>,
+    /// The `kubernetes.io/tls` Secret that answers TLS clients sending no
+    /// SNI or a name no Ingress lists [default: a self-signed certificate
+    /// generated at start].
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_object_key)]
+    pub default_ssl_certificate: Option<ObjectKey>,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +157,24 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub compile: CompileArgs,
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or one address (`10.0.0.7` is `10.0.0.7/32`).
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not a CIDR (10.0.0.0/8) or an IP address"))
+}
+
+/// `namespace/name`, both parts present.
+pub fn parse_object_key(s: &str) -> Result<ObjectKey, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(ObjectKey::new(ns, name))
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
 }
 
 /// `500ms`, `10s`, `1m`, `1h 30m`.

@@ -5,27 +5,79 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::cli::{CompileArgs, ServeArgs, parse_duration};
+use crate::cli::{
+    ClusterArgs, CompileArgs, ServeArgs, parse_cidr, parse_duration, parse_object_key,
+};
 use crate::compile::CompileOptions;
+use crate::source::ObjectKey;
 
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8000";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
+pub const DEFAULT_HTTPS_ADDR: &str = "0.0.0.0:8443";
+/// The HTTPS port clients use in a cluster (a Service maps it to 8443); a
+/// redirect Location to it names no port.
+pub const DEFAULT_HTTPS_REDIRECT_PORT: u16 = 443;
 pub const DEFAULT_INGRESS_CLASS: &str = "rust-strom";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Short enough that one change is live well within 50 ms, long enough that
+/// a rollout's burst of EndpointSlice updates compiles once.
+pub const DEFAULT_SYNC_DEBOUNCE: Duration = Duration::from_millis(20);
+pub const DEFAULT_ELECTION_ID: &str = "rust-strom-leader";
+/// client-go's leader election timings.
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
+pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
 
 /// Everything a running proxy needs to know, resolved.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub manifests: Option<PathBuf>,
     pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+    /// `--https-redirect-port`; `None` means [`DEFAULT_HTTPS_REDIRECT_PORT`]
+    /// (the demo puts its own HTTPS port there instead).
+    pub https_redirect_port: Option<u16>,
+    /// `--trusted-proxies`: peers whose `X-Forwarded-Proto` is believed.
+    pub trusted_proxies: Vec<IpNet>,
     pub metrics_addr: SocketAddr,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub workers: usize,
     pub compile: CompileOptions,
+    /// What cluster mode (no `--manifests`) needs; unused in standalone mode.
+    pub cluster: ClusterSettings,
+}
+
+/// Cluster mode: the API server, the watched scope, status and election.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// `--kubeconfig`; `None` infers (in-cluster, then `$KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
+    /// `--watch-namespace`: empty means every namespace.
+    pub watch_namespaces: Vec<String>,
+    /// `--secret-label-selector`, on top of `type=kubernetes.io/tls`.
+    pub secret_label_selector: Option<String>,
+    pub sync_debounce: Duration,
+    /// `--publish-service`: whose addresses go into Ingress status.
+    pub publish_service: Option<ObjectKey>,
+    /// `--publish-status-address`: written as they are (wins over the Service).
+    pub publish_status_address: Vec<String>,
+    pub election: ElectionSettings,
+}
+
+/// The Lease that picks the one replica writing status and Events.
+#[derive(Clone, Debug)]
+pub struct ElectionSettings {
+    pub id: String,
+    /// `None`: `$POD_NAMESPACE`, else the client's default namespace.
+    pub namespace: Option<String>,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
 }
 
 /// Why the settings cannot be used.
@@ -56,6 +108,9 @@ pub enum ConfigError {
 pub struct FileConfig {
     pub manifests: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    pub https_redirect_port: Option<u16>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub metrics_addr: Option<SocketAddr>,
     pub request_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -63,6 +118,18 @@ pub struct FileConfig {
     pub ingress_class: Option<String>,
     pub watch_ingress_without_class: Option<bool>,
     pub allow_external_name: Option<bool>,
+    pub default_ssl_certificate: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub watch_namespace: Option<Vec<String>>,
+    pub secret_label_selector: Option<String>,
+    pub sync_debounce: Option<String>,
+    pub publish_service: Option<String>,
+    pub publish_status_address: Option<Vec<String>>,
+    pub election_id: Option<String>,
+    pub election_namespace: Option<String>,
+    pub election_lease_duration: Option<String>,
+    pub election_renew_deadline: Option<String>,
+    pub election_retry_period: Option<String>,
 }
 
 // === impl FileConfig ===
@@ -112,13 +179,53 @@ impl Settings {
                 reason: "must be more than 0".into(),
             });
         }
+        let http_addr = args
+            .http_addr
+            .or(file.http_addr)
+            .unwrap_or(addr(DEFAULT_HTTP_ADDR));
+        // Asking for a free HTTP port means reading the ports from the log
+        // (tests, several instances on one host): HTTPS takes a free port too
+        // rather than a fixed one that a second instance would find taken.
+        let https_addr = args.https_addr.or(file.https_addr).unwrap_or_else(|| {
+            if http_addr.port() == 0 {
+                SocketAddr::new(http_addr.ip(), 0)
+            } else {
+                addr(DEFAULT_HTTPS_ADDR)
+            }
+        });
+        if https_addr == http_addr && https_addr.port() != 0 {
+            return Err(ConfigError::Invalid {
+                key: "https-addr",
+                reason: format!("{https_addr} is also the HTTP address"),
+            });
+        }
+        let https_redirect_port = args.https_redirect_port.or(file.https_redirect_port);
+        if https_redirect_port == Some(0) {
+            return Err(ConfigError::Invalid {
+                key: "https-redirect-port",
+                reason: "must be a port from 1 to 65535".into(),
+            });
+        }
+        let trusted_proxies = match (&args.trusted_proxies, &file.trusted_proxies) {
+            (Some(flag), _) => flag.clone(),
+            (None, Some(file)) => file
+                .iter()
+                .map(|s| parse_cidr(s))
+                .collect::<Result<_, _>>()
+                .map_err(|reason| ConfigError::Invalid {
+                    key: "trusted-proxies",
+                    reason,
+                })?,
+            (None, None) => Vec::new(),
+        };
         Ok(Self {
-            compile: compile_options(&args.compile, &file, manifests.is_some()),
+            compile: compile_options(&args.compile, &file, manifests.is_some())?,
+            cluster: cluster_settings(&args.cluster, &file)?,
             manifests,
-            http_addr: args
-                .http_addr
-                .or(file.http_addr)
-                .unwrap_or(addr(DEFAULT_HTTP_ADDR)),
+            http_addr,
+            https_addr,
+            https_redirect_port,
+            trusted_proxies,
             metrics_addr: args
                 .metrics_addr
                 .or(file.metrics_addr)
@@ -136,12 +243,28 @@ impl Settings {
         config: Option<&Path>,
     ) -> Result<CompileOptions, ConfigError> {
         let file = FileConfig::load(config)?;
-        Ok(compile_options(args, &file, true))
+        compile_options(args, &file, true)
     }
 }
 
-fn compile_options(args: &CompileArgs, file: &FileConfig, standalone: bool) -> CompileOptions {
-    CompileOptions {
+fn compile_options(
+    args: &CompileArgs,
+    file: &FileConfig,
+    standalone: bool,
+) -> Result<CompileOptions, ConfigError> {
+    let default_certificate = match (&args.default_ssl_certificate, &file.default_ssl_certificate) {
+        (Some(flag), _) => Some(flag.clone()),
+        (None, Some(file)) => {
+            Some(
+                parse_object_key(file).map_err(|reason| ConfigError::Invalid {
+                    key: "default-ssl-certificate",
+                    reason,
+                })?,
+            )
+        }
+        (None, None) => None,
+    };
+    Ok(CompileOptions {
         ingress_class: args
             .ingress_class
             .clone()
@@ -155,7 +278,95 @@ fn compile_options(args: &CompileArgs, file: &FileConfig, standalone: bool) -> C
             .allow_external_name
             .or(file.allow_external_name)
             .unwrap_or(false),
+        default_certificate,
+    })
+}
+
+fn cluster_settings(args: &ClusterArgs, file: &FileConfig) -> Result<ClusterSettings, ConfigError> {
+    let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+    let publish_service = match (&args.publish_service, &file.publish_service) {
+        (Some(flag), _) => Some(flag.clone()),
+        (None, Some(file)) => {
+            Some(parse_object_key(file).map_err(|reason| invalid("publish-service", reason))?)
+        }
+        (None, None) => None,
+    };
+    let list = |flag: &Option<Vec<String>>, file: &Option<Vec<String>>| -> Vec<String> {
+        flag.clone()
+            .or_else(|| file.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let sync_debounce = duration(args.sync_debounce, &file.sync_debounce, "sync-debounce")?
+        .unwrap_or(DEFAULT_SYNC_DEBOUNCE);
+    if sync_debounce > Duration::from_secs(10) {
+        return Err(invalid("sync-debounce", "must be at most 10s".into()));
     }
+    let election = ElectionSettings {
+        id: args
+            .election_id
+            .clone()
+            .or(file.election_id.clone())
+            .unwrap_or_else(|| DEFAULT_ELECTION_ID.to_string()),
+        namespace: args
+            .election_namespace
+            .clone()
+            .or(file.election_namespace.clone()),
+        lease_duration: duration(
+            args.election_lease_duration,
+            &file.election_lease_duration,
+            "election-lease-duration",
+        )?
+        .unwrap_or(DEFAULT_LEASE_DURATION),
+        renew_deadline: duration(
+            args.election_renew_deadline,
+            &file.election_renew_deadline,
+            "election-renew-deadline",
+        )?
+        .unwrap_or(DEFAULT_RENEW_DEADLINE),
+        retry_period: duration(
+            args.election_retry_period,
+            &file.election_retry_period,
+            "election-retry-period",
+        )?
+        .unwrap_or(DEFAULT_RETRY_PERIOD),
+    };
+    // As client-go insists: a leader must give up before its Lease can be
+    // taken, and must get several tries before it gives up.
+    if election.renew_deadline >= election.lease_duration {
+        return Err(invalid(
+            "election-renew-deadline",
+            "must be shorter than election-lease-duration".into(),
+        ));
+    }
+    if election.retry_period.is_zero() || election.retry_period >= election.renew_deadline {
+        return Err(invalid(
+            "election-retry-period",
+            "must be more than 0 and shorter than election-renew-deadline".into(),
+        ));
+    }
+    if election.lease_duration < Duration::from_secs(1) {
+        return Err(invalid(
+            "election-lease-duration",
+            "must be at least 1s (the Lease counts whole seconds)".into(),
+        ));
+    }
+    Ok(ClusterSettings {
+        kubeconfig: args.kubeconfig.clone().or(file.kubeconfig.clone()),
+        watch_namespaces: list(&args.watch_namespace, &file.watch_namespace),
+        secret_label_selector: args
+            .secret_label_selector
+            .clone()
+            .or(file.secret_label_selector.clone())
+            .filter(|s| !s.trim().is_empty()),
+        sync_debounce,
+        publish_service,
+        publish_status_address: list(&args.publish_status_address, &file.publish_status_address),
+        election,
+    })
 }
 
 fn duration(
@@ -205,6 +416,10 @@ mod tests {
         assert!(!s.compile.watch_without_class);
         assert!(!s.compile.allow_external_name);
         assert!(s.workers >= 1);
+        assert_eq!(s.https_addr, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(s.https_redirect_port, None);
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.compile.default_certificate, None);
         assert!(
             settings(&["--manifests", "x"])
                 .unwrap()
@@ -249,6 +464,160 @@ mod tests {
         .unwrap();
         assert!(s.compile.watch_without_class);
         assert_eq!(s.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn tls_settings_from_flags_and_file() {
+        let s = settings(&["--http-addr", "127.0.0.1:0"]).unwrap();
+        assert_eq!(
+            s.https_addr,
+            "127.0.0.1:0".parse().unwrap(),
+            "a free port too"
+        );
+        let s = settings(&[
+            "--https-addr",
+            "127.0.0.1:9443",
+            "--https-redirect-port",
+            "8443",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.168.1.7",
+            "--default-ssl-certificate",
+            "infra/default-tls",
+        ])
+        .unwrap();
+        assert_eq!(s.https_addr, "127.0.0.1:9443".parse().unwrap());
+        assert_eq!(s.https_redirect_port, Some(8443));
+        let want: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.168.1.7/32".parse().unwrap(),
+        ];
+        assert_eq!(s.trusted_proxies, want);
+        assert_eq!(
+            s.compile.default_certificate.unwrap().to_string(),
+            "infra/default-tls"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "https-addr = \"127.0.0.1:7443\"\nhttps-redirect-port = 4443\n\
+             trusted-proxies = [\"fd00::/8\"]\ndefault-ssl-certificate = \"a/b\"\n",
+        )
+        .unwrap();
+        let s = settings(&["-c", file.to_str().unwrap()]).unwrap();
+        assert_eq!(s.https_addr, "127.0.0.1:7443".parse().unwrap());
+        assert_eq!(s.https_redirect_port, Some(4443));
+        assert_eq!(
+            s.trusted_proxies,
+            vec!["fd00::/8".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(s.compile.default_certificate.unwrap().to_string(), "a/b");
+
+        for bad in [
+            "trusted-proxies = [\"10.0.0.0/33\"]\n",
+            "default-ssl-certificate = \"no-namespace\"\n",
+            "https-redirect-port = 0\n",
+            "http-addr = \"127.0.0.1:8000\"\nhttps-addr = \"127.0.0.1:8000\"\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(
+                matches!(
+                    settings(&["-c", file.to_str().unwrap()]),
+                    Err(ConfigError::Invalid { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(Cli::try_parse_from(["rust-strom", "--trusted-proxies", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["rust-strom", "--default-ssl-certificate", "/x"]).is_err());
+    }
+
+    #[test]
+    fn cluster_settings_from_flags_and_file() {
+        let s = settings(&[]).unwrap().cluster;
+        assert_eq!(s.kubeconfig, None);
+        assert!(s.watch_namespaces.is_empty());
+        assert_eq!(s.sync_debounce, Duration::from_millis(20));
+        assert_eq!(s.election.id, "rust-strom-leader");
+        assert_eq!(s.election.namespace, None);
+        assert_eq!(s.election.lease_duration, Duration::from_secs(15));
+        assert_eq!(s.election.renew_deadline, Duration::from_secs(10));
+        assert_eq!(s.election.retry_period, Duration::from_secs(2));
+
+        let s = settings(&[
+            "--kubeconfig",
+            "kc.yaml",
+            "--watch-namespace",
+            "a",
+            "--watch-namespace",
+            "b,c",
+            "--secret-label-selector",
+            "ingress=yes",
+            "--sync-debounce",
+            "5ms",
+            "--publish-service",
+            "infra/lb",
+            "--publish-status-address",
+            "10.0.0.9, lb.example",
+            "--election-id",
+            "mine",
+            "--election-namespace",
+            "ops",
+        ])
+        .unwrap()
+        .cluster;
+        assert_eq!(s.kubeconfig, Some(PathBuf::from("kc.yaml")));
+        assert_eq!(s.watch_namespaces, ["a", "b", "c"]);
+        assert_eq!(s.secret_label_selector.as_deref(), Some("ingress=yes"));
+        assert_eq!(s.sync_debounce, Duration::from_millis(5));
+        assert_eq!(s.publish_service.unwrap().to_string(), "infra/lb");
+        assert_eq!(s.publish_status_address, ["10.0.0.9", "lb.example"]);
+        assert_eq!(
+            (s.election.id.as_str(), s.election.namespace.as_deref()),
+            ("mine", Some("ops"))
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "kubeconfig = \"/etc/kc\"\nwatch-namespace = [\"shop\"]\nsync-debounce = \"50ms\"\n\
+             publish-service = \"infra/lb\"\npublish-status-address = [\"10.0.0.1\"]\n\
+             election-id = \"f\"\nelection-namespace = \"n\"\nelection-lease-duration = \"4s\"\n\
+             election-renew-deadline = \"3s\"\nelection-retry-period = \"500ms\"\n\
+             secret-label-selector = \"a=b\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = settings(&["-c", path, "--election-id", "flag"])
+            .unwrap()
+            .cluster;
+        assert_eq!(s.kubeconfig, Some(PathBuf::from("/etc/kc")));
+        assert_eq!(s.watch_namespaces, ["shop"]);
+        assert_eq!(s.sync_debounce, Duration::from_millis(50));
+        assert_eq!(s.election.id, "flag", "the flag wins");
+        assert_eq!(s.election.lease_duration, Duration::from_secs(4));
+        assert_eq!(s.election.renew_deadline, Duration::from_secs(3));
+        assert_eq!(s.election.retry_period, Duration::from_millis(500));
+
+        for bad in [
+            &["--election-renew-deadline", "15s"][..],
+            &["--election-retry-period", "10s"],
+            &["--election-retry-period", "0s"],
+            &["--sync-debounce", "1m"],
+        ] {
+            assert!(
+                matches!(settings(bad), Err(ConfigError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+        std::fs::write(&file, "publish-service = \"no-namespace\"\n").unwrap();
+        assert!(matches!(
+            settings(&["-c", path]),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(Cli::try_parse_from(["rust-strom", "--publish-service", "x"]).is_err());
     }
 
     #[test]

@@ -36,6 +36,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Some(Command::Crds) => {
+            print!("{}", rust_strom::crd::crds_yaml()?);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Demo(args)) => {
             let settings = Settings::resolve(&args)?;
             runtime(settings.workers)?.block_on(rust_strom::demo::run(settings))?;
@@ -43,13 +47,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => {
             let settings = Settings::resolve(&cli.serve)?;
-            if settings.manifests.is_none() {
-                anyhow::bail!(
-                    "no --manifests DIR given: watching the Kubernetes API is not available in this build yet; \
-                     run in standalone mode with --manifests DIR (or try `rust-strom demo`)"
-                );
+            let workers = settings.workers;
+            if settings.manifests.is_some() {
+                runtime(workers)?.block_on(rust_strom::run::standalone(settings))?;
+            } else {
+                // No folder: watch the Kubernetes API (cluster mode).
+                runtime(workers)?.block_on(rust_strom::cluster::run(settings))?;
             }
-            runtime(settings.workers)?.block_on(rust_strom::run::standalone(settings))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -12,18 +12,37 @@
 //! - `routing_table_generation`, `routing_table_routes`,
 //!   `config_reloads_total{result}`, `manifest_errors_total`,
 //!   `config_sync_duration_seconds`: the control side.
+//! - `tls_handshakes_total`, `tls_handshake_errors_total{reason}` (reasons
+//!   in [`HANDSHAKE_ERROR_REASONS`]): the HTTPS listener.
+//! - `tls_certificate_expiry_timestamp_seconds{secret}`: notAfter of every
+//!   certificate served, per Secret (`namespace/name`), to alert before one
+//!   expires.
 
-use std::collections::HashSet;
+mod backend;
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
+pub use backend::{BackendFamilies, BackendMetrics, ENDPOINT_STATES};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 0.5 ms to 30 s (the default request timeout).
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every `reason` of `tls_handshake_errors_total`: a bounded set, so a
+/// misbehaving client cannot create series.
+pub const HANDSHAKE_ERROR_REASONS: [&str; 6] = [
+    "timeout",
+    "io",
+    "version",
+    "incompatible",
+    "no_certificate",
+    "protocol",
 ];
 
 /// Every metric family, registered once.
@@ -38,12 +57,16 @@ pub struct Metrics {
     pub errors_total: IntCounter,
     pub timeouts_total: IntCounter,
     pub backend_response_time: HistogramVec,
+    pub backends: BackendFamilies,
     pub active_connections: IntGauge,
     pub table_generation: IntGauge,
     pub table_routes: IntGauge,
     pub reloads: IntCounterVec,
     pub manifest_errors: IntCounter,
     pub sync_duration: Histogram,
+    pub tls_handshakes: IntCounter,
+    tls_handshake_errors: IntCounterVec,
+    certificate_expiry: IntGaugeVec,
 }
 
 // === impl Metrics ===
@@ -110,20 +133,43 @@ impl Metrics {
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
             )?,
+            tls_handshakes: IntCounter::new(
+                "tls_handshakes_total",
+                "TLS handshakes completed on the HTTPS listener",
+            )?,
+            tls_handshake_errors: IntCounterVec::new(
+                Opts::new(
+                    "tls_handshake_errors_total",
+                    "TLS handshakes that failed, by reason",
+                ),
+                &["reason"],
+            )?,
+            certificate_expiry: IntGaugeVec::new(
+                Opts::new(
+                    "tls_certificate_expiry_timestamp_seconds",
+                    "notAfter of each certificate served, as seconds since the Unix epoch",
+                ),
+                &["secret"],
+            )?,
+            backends: BackendFamilies::new()?,
             registry,
         };
         m.register_all()?;
+        m.backends.register(&m.registry)?;
         // Both results exist from the start so that rate() works at once.
         m.reloads.with_label_values(&["success"]);
         m.reloads.with_label_values(&["error"]);
         for code in [200, 404, 502, 503, 504] {
             m.status_codes.with_label_values(&[&code.to_string()]);
         }
+        for reason in HANDSHAKE_ERROR_REASONS {
+            m.tls_handshake_errors.with_label_values(&[reason]);
+        }
         Ok(m)
     }
 
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(self.requests_total.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.status_codes.clone()),
@@ -136,6 +182,9 @@ impl Metrics {
             Box::new(self.reloads.clone()),
             Box::new(self.manifest_errors.clone()),
             Box::new(self.sync_duration.clone()),
+            Box::new(self.tls_handshakes.clone()),
+            Box::new(self.tls_handshake_errors.clone()),
+            Box::new(self.certificate_expiry.clone()),
             Box::new(build_info()?),
         ];
         for c in collectors {
@@ -166,9 +215,36 @@ impl Metrics {
     pub fn sync_backends(&self, before: &HashSet<String>, now: &HashSet<String>) {
         for gone in before.difference(now) {
             let _ = self.backend_response_time.remove_label_values(&[gone]);
+            self.backends.remove(gone);
         }
         for id in now.difference(before) {
             self.backend_response_time.with_label_values(&[id]);
+        }
+    }
+
+    /// The series a backend keeps for the request path.
+    pub fn backend(&self, id: &str) -> BackendMetrics {
+        self.backends
+            .for_backend(id, self.backend_response_time.with_label_values(&[id]))
+    }
+
+    /// Counts a failed handshake; `reason` is one of
+    /// [`HANDSHAKE_ERROR_REASONS`].
+    pub fn count_handshake_error(&self, reason: &'static str) {
+        self.tls_handshake_errors.with_label_values(&[reason]).inc();
+    }
+
+    /// Keeps one `tls_certificate_expiry_timestamp_seconds` series per
+    /// Secret served (`namespace/name` -> notAfter): a Secret no longer
+    /// served leaves no series behind.
+    pub fn sync_certificates(&self, before: &BTreeMap<String, i64>, now: &BTreeMap<String, i64>) {
+        for gone in before.keys().filter(|k| !now.contains_key(*k)) {
+            let _ = self.certificate_expiry.remove_label_values(&[gone]);
+        }
+        for (secret, not_after) in now {
+            self.certificate_expiry
+                .with_label_values(&[secret])
+                .set(*not_after);
         }
     }
 
@@ -208,6 +284,8 @@ mod tests {
             "active_http_connections",
             "routing_table_generation",
             "config_reloads_total",
+            "tls_handshakes_total",
+            "tls_handshake_errors_total",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}")),

@@ -1,16 +1,18 @@
 //! Compiles snapshots and swaps the live routing table: the one place where
 //! the control side hands a table to the data plane.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::compile::{CompileOptions, Problem, Severity, compile};
+use crate::balance::StateRegistry;
+use crate::compile::{CompileOptions, PolicyStatus, Problem, Severity, compile};
 use crate::metrics::Metrics;
 use crate::proxy::SharedTable;
-use crate::source::Snapshot;
+use crate::source::{ObjectKey, Snapshot};
 
 /// Owns the generation counter and what the last table looked like.
 pub struct Publisher {
@@ -20,7 +22,13 @@ pub struct Publisher {
     options: CompileOptions,
     generation: u64,
     backends: HashSet<String>,
+    /// Live endpoint state (load, latency, health), kept across tables.
+    states: Arc<StateRegistry>,
     problems: Vec<Problem>,
+    /// notAfter by Secret of the certificates the live table read.
+    certificates: BTreeMap<String, i64>,
+    /// The earliest notAfter among the certificates it serves.
+    next_expiry: Option<i64>,
 }
 
 /// What one publish did, for callers that report it.
@@ -29,6 +37,12 @@ pub struct Published {
     pub generation: u64,
     pub routes: usize,
     pub rejected: usize,
+    /// The Ingresses the table serves (cluster mode writes their status).
+    pub ingresses: Vec<ObjectKey>,
+    /// What each BalancerPolicy's status should say.
+    pub policies: Vec<PolicyStatus>,
+    /// Every problem of this compile (cluster mode turns them into Events).
+    pub problems: Vec<Problem>,
 }
 
 // === impl Publisher ===
@@ -47,15 +61,33 @@ impl Publisher {
             options,
             generation: 0,
             backends: HashSet::new(),
+            states: Arc::new(StateRegistry::new()),
             problems: Vec::new(),
+            certificates: BTreeMap::new(),
+            next_expiry: None,
         }
+    }
+
+    /// Whether a certificate of the live table has expired since it was
+    /// compiled: the table must then be compiled again even though no file
+    /// changed, so that the host falls back and the problem is reported.
+    pub fn certificate_expired(&self, now: SystemTime) -> bool {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.next_expiry.is_some_and(|not_after| not_after < now)
+    }
+
+    /// The live endpoint state shared by every table this publisher made.
+    pub fn states(&self) -> &Arc<StateRegistry> {
+        &self.states
     }
 
     /// Compiles `snapshot` and makes it the live table. Requests in flight
     /// keep the table they started with; new ones see the new table.
     pub fn publish(&mut self, snapshot: &Snapshot, noticed: Instant) -> Published {
         self.generation += 1;
-        let compiled = compile(snapshot, &self.options, self.generation);
+        let compiled = compile(snapshot, &self.options, self.generation, SystemTime::now());
 
         // Each problem is logged when it appears, not on every reload.
         for problem in compiled
@@ -70,24 +102,39 @@ impl Publisher {
             .iter()
             .filter(|p| p.severity == Severity::Rejected)
             .count();
-        self.problems = compiled.problems;
+        self.problems = compiled.problems.clone();
 
         let table = compiled.table;
-        let backends: HashSet<String> = table
-            .routes()
-            .into_iter()
-            .map(|(_, r)| r.backend.id.clone())
-            .chain(table.default_backend().map(|r| r.backend.id.clone()))
-            .collect();
+        // Bind every backend to the live endpoint state before the table
+        // serves, so health and load carry over from the previous table.
+        let mut backends = HashSet::new();
+        for backend in table.backends() {
+            backend.attach(&self.states, &self.metrics);
+            if !backends.contains(&backend.id) {
+                backends.insert(backend.id.clone());
+            }
+        }
         self.metrics.sync_backends(&self.backends, &backends);
         self.backends = backends;
+        let certificates = table.tls().expiry().clone();
+        self.metrics
+            .sync_certificates(&self.certificates, &certificates);
+        self.certificates = certificates;
+        self.next_expiry = table.tls().next_expiry();
 
         let published = Published {
             generation: self.generation,
             routes: table.len(),
             rejected,
+            ingresses: compiled.ingresses,
+            policies: compiled.policies,
+            problems: compiled.problems,
         };
+        let tls_hosts = table.tls().hosts().len();
         self.table.store(Arc::new(table));
+        // Endpoints that only the previous table used are forgotten once
+        // the last request holding that table is done.
+        self.states.prune();
         self.ready.store(true, Ordering::Release);
 
         let m = &self.metrics;
@@ -98,7 +145,8 @@ impl Publisher {
         tracing::info!(
             generation = published.generation,
             routes = published.routes,
-            ingresses = compiled.ingresses.len(),
+            ingresses = published.ingresses.len(),
+            tls_hosts,
             rejected,
             "routing table live"
         );

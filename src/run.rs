@@ -1,10 +1,11 @@
 //! Standalone mode wiring: listeners, the manifests folder, the publisher,
-//! the admin port, and the drain on shutdown.
+//! the admin port, and the drain on shutdown. [`serve`] is the part cluster
+//! mode ([`crate::cluster`]) shares.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -13,12 +14,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::admin::{self, AdminState};
-use crate::config::Settings;
+use crate::config::{DEFAULT_HTTPS_REDIRECT_PORT, Settings};
 use crate::metrics::Metrics;
 use crate::model::RoutingTable;
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, Proxy, SharedTable};
 use crate::publish::Publisher;
-use crate::shutdown;
+use crate::shutdown::{self, Shutdown};
 use crate::source::files::{self, ManifestDir};
 
 /// Changes arriving within this window are applied as one reload (an editor
@@ -39,8 +40,7 @@ pub async fn standalone(settings: Settings) -> anyhow::Result<()> {
 
     // Signals first: once the ports are announced, SIGTERM drains.
     let (_trigger, shutdown) = shutdown::on_signals();
-    let http = bind(settings.http_addr, "HTTP proxy").await?;
-    let admin_listener = bind(settings.metrics_addr, "metrics and health").await?;
+    let listeners = Listeners::bind(&settings).await?;
 
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
@@ -61,21 +61,66 @@ pub async fn standalone(settings: Settings) -> anyhow::Result<()> {
 
     let (changes, _watcher) = files::watch(&root);
     tokio::spawn(apply_changes(dir, publisher, changes, metrics.clone()));
+    serve(&settings, listeners, table, metrics, ready, shutdown).await
+}
+
+/// The proxy, HTTPS and admin listeners, bound first so that their ports
+/// are logged (and a taken port fails) before anything else starts.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub https: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: bind(settings.http_addr, "HTTP proxy").await?,
+            https: bind(settings.https_addr, "HTTPS proxy").await?,
+            admin: bind(settings.metrics_addr, "metrics and health").await?,
+        })
+    }
+}
+
+/// Serves traffic from whatever table is live, the admin port and the
+/// health checks until `shutdown`, then drains. Both modes end here.
+pub async fn serve(
+    settings: &Settings,
+    listeners: Listeners,
+    table: SharedTable,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let Listeners { http, https, admin } = listeners;
+    let health_task = crate::health::spawn(table.clone(), metrics.clone());
     let admin_state = Arc::new(AdminState {
         metrics: metrics.clone(),
         ready,
     });
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    let admin_task = tokio::spawn(admin::serve(admin, admin_state, shutdown.clone()));
 
+    let acceptor = proxy::tls::acceptor(table.clone())?;
     let proxy = Arc::new(Proxy {
         table,
-        client: proxy::upstream::client(),
+        clients: proxy::upstream::Clients::new(metrics.backends.connections_opened.clone()),
         metrics,
         request_timeout: settings.request_timeout,
         tunnels: proxy::upgrade::Tunnels::new(),
+        https: proxy::redirect::HttpsSettings {
+            redirect_port: settings
+                .https_redirect_port
+                .unwrap_or(DEFAULT_HTTPS_REDIRECT_PORT),
+            trusted_proxies: settings.trusted_proxies.clone(),
+        },
     });
-    proxy::listener::serve(http, proxy, shutdown, settings.shutdown_grace).await;
+    let grace = settings.shutdown_grace;
+    tokio::join!(
+        proxy::listener::serve(http, proxy.clone(), shutdown.clone(), grace, None),
+        proxy::listener::serve(https, proxy, shutdown, grace, Some(acceptor)),
+    );
     admin_task.abort();
+    health_task.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -92,8 +137,9 @@ pub async fn bind(addr: SocketAddr, what: &'static str) -> anyhow::Result<TcpLis
 }
 
 /// Reloads the folder on every change signal (debounced) and publishes a new
-/// table when something changed. File I/O and compiling run on the blocking
-/// pool, away from request handling.
+/// table when something changed, or when a certificate it serves has expired
+/// since. File I/O and compiling run on the blocking pool, away from request
+/// handling.
 async fn apply_changes(
     mut dir: ManifestDir,
     mut publisher: Publisher,
@@ -106,7 +152,7 @@ async fn apply_changes(
         while changes.try_recv().is_ok() {}
         let worked = tokio::task::spawn_blocking(move || {
             let reload = dir.reload();
-            if reload.changed {
+            if reload.changed || publisher.certificate_expired(SystemTime::now()) {
                 publisher.publish(&dir.snapshot(), noticed);
             }
             (dir, publisher, reload.errors)

@@ -1,6 +1,6 @@
 //! The command line: `rust-strom check` on good and bad folders, refused
-//! flags, the missing `--manifests` message, and a `-c` config file whose
-//! `request-timeout` takes effect.
+//! flags, the message when there is neither `--manifests` nor a cluster,
+//! and a `-c` config file whose `request-timeout` takes effect.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod support;
@@ -134,16 +134,50 @@ fn check_refuses_a_missing_folder() {
 }
 
 #[test]
-fn serving_without_manifests_is_refused_with_a_hint() {
-    let out = run_bin(&[
-        "--http-addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ]);
+fn serving_without_manifests_or_a_cluster_is_refused_with_a_hint() {
+    // No folder means cluster mode; with no cluster and no kubeconfig to
+    // be found (whatever this machine has), it must say what to give.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", dir.path().join("none"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rust-strom kept running without a cluster");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("--manifests"), "{err}");
+    assert!(
+        err.contains("--manifests") && err.contains("--kubeconfig"),
+        "{err}"
+    );
+
+    // A kubeconfig that is not there is named.
+    let missing = dir.path().join("missing-kubeconfig");
+    let out = run_bin(&["--kubeconfig", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("missing-kubeconfig"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -296,9 +296,14 @@ async fn refused_endpoint_costs_no_bodiless_request() {
             resp.body
         );
     }
-    // With a body, half of the requests meet the dead endpoint and fail.
+
+    // A fresh proxy: bodies first.
+    drop(proxy);
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    // With a body, a request that meets the dead endpoint cannot be sent
+    // again: it fails, until passive checks eject the endpoint.
     let mut failed = 0;
-    for i in 0..10 {
+    for i in 0..20 {
         let req = Request::post(format!("http://half.local/body/{i}"))
             .header("host", "half.local")
             .body(full("payload"))
@@ -311,4 +316,14 @@ async fn refused_endpoint_costs_no_bodiless_request() {
         }
     }
     assert!(failed > 0, "requests with a body are never sent twice");
+    assert!(
+        failed <= 5,
+        "the dead endpoint is ejected after 5 failures in a row, not {failed}"
+    );
+    assert_eq!(
+        proxy
+            .metric("backend_ejections_total{backend=\"default/half:80\"}")
+            .await,
+        Some(1.0)
+    );
 }

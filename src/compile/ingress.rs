@@ -22,23 +22,25 @@ struct Rule<'a> {
 /// Validates an Ingress and adds it to the table. An invalid Ingress is
 /// rejected whole (as the API server would refuse it); a rule whose backend
 /// cannot be resolved is kept and answers 503, so traffic for that path never
-/// falls through to a broader rule.
+/// falls through to a broader rule. Returns whether the Ingress was
+/// accepted (its `spec.tls` is served only then).
 pub(super) fn add(
     key: &ObjectKey,
     ingress: &Ingress,
     backends: &mut Resolver<'_>,
     builder: &mut TableBuilder,
     problems: &mut Vec<Problem>,
-) {
+) -> bool {
     let spec = ingress.spec.as_ref();
     let rules = match validate(ingress) {
         Ok(rules) => rules,
         Err(reason) => {
             problems.push(Problem::rejected(KIND, key, reason));
-            return;
+            return false;
         }
     };
     let source = key.to_string();
+    let https = super::tls::https_policy(key, ingress, problems);
 
     if let Some(default) = spec.and_then(|s| s.default_backend.as_ref()) {
         let backend = resolve(key, default, backends, problems, "defaultBackend");
@@ -46,6 +48,7 @@ pub(super) fn add(
             path: PathMatch::prefix("/"),
             backend,
             source: source.clone(),
+            https: https.clone(),
         };
         if let Err(kept) = builder.set_default(route) {
             problems.push(Problem::warning(
@@ -63,6 +66,7 @@ pub(super) fn add(
             path: rule.path,
             backend,
             source: source.clone(),
+            https: https.clone(),
         };
         if let Err(kept) = builder.add(&rule.host, route) {
             let message = if kept == source {
@@ -73,6 +77,7 @@ pub(super) fn add(
             problems.push(Problem::rejected(KIND, key, message));
         }
     }
+    true
 }
 
 /// The backend of a rule; when it cannot be resolved, a backend without
@@ -96,14 +101,16 @@ fn resolve(
             ));
         }
     };
-    backends.backend(&service, &port).unwrap_or_else(|reason| {
-        problems.push(Problem::rejected(KIND, key, format!("{what}: {reason}")));
-        Arc::new(Backend::new(
-            format!("{service}:{port}"),
-            Vec::new(),
-            Vec::new(),
-        ))
-    })
+    backends
+        .backend(key, &service, &port)
+        .unwrap_or_else(|reason| {
+            problems.push(Problem::rejected(KIND, key, format!("{what}: {reason}")));
+            Arc::new(Backend::new(
+                format!("{service}:{port}"),
+                Vec::new(),
+                Vec::new(),
+            ))
+        })
 }
 
 fn service_ref(key: &ObjectKey, backend: &IngressBackend) -> Result<(ObjectKey, PortRef), String> {
@@ -179,7 +186,7 @@ fn validate(ingress: &Ingress) -> Result<Vec<Rule<'_>>, String> {
 
 /// A DNS-1123 subdomain, optionally with `*.` as its whole first label. IP
 /// addresses are not hosts in an Ingress rule.
-fn validate_host(host: &str) -> Result<(), &'static str> {
+pub(super) fn validate_host(host: &str) -> Result<(), &'static str> {
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.is_empty() || host.len() > 253 {
         return Err("must be a DNS name of at most 253 characters");

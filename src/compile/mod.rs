@@ -1,23 +1,34 @@
 //! The compile step: a [`Snapshot`] of Kubernetes objects becomes one
 //! immutable [`RoutingTable`], plus the problems found on the way.
 //!
-//! Pure: no I/O, no clock, no globals. Bad objects are reported and skipped;
+//! Pure: no I/O, no clock, no globals (the caller passes the time that
+//! certificates are checked against). Bad objects are reported and skipped;
 //! they never stop the rest of the table from compiling.
 
 mod class;
 mod ingress;
+mod policy;
 mod problem;
+mod secret;
 mod service;
 #[cfg(test)]
 mod tests;
+mod tls;
+mod x509;
 
 use std::cmp::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
 pub use class::CONTROLLER_NAME;
+pub use policy::PolicyStatus;
 pub use problem::{Problem, Severity};
+pub use secret::{SecretError, TLS_SECRET_TYPE};
+pub use service::WEIGHT_ANNOTATION;
+pub use tls::{FORCE_SSL_REDIRECT, HSTS, SSL_REDIRECT};
+pub use x509::rfc3339;
 
 use crate::model::{RoutingTable, TableBuilder};
 use crate::source::{ObjectKey, Snapshot};
@@ -31,6 +42,9 @@ pub struct CompileOptions {
     pub watch_without_class: bool,
     /// `--allow-external-name`: let routes point at `ExternalName` Services.
     pub allow_external_name: bool,
+    /// `--default-ssl-certificate`: the `kubernetes.io/tls` Secret that
+    /// answers TLS clients sending no SNI or a name no Ingress lists.
+    pub default_certificate: Option<ObjectKey>,
 }
 
 /// The result of one compile.
@@ -40,10 +54,18 @@ pub struct Compiled {
     pub problems: Vec<Problem>,
     /// The Ingresses this controller serves, oldest first.
     pub ingresses: Vec<ObjectKey>,
+    /// What each BalancerPolicy's status should say.
+    pub policies: Vec<PolicyStatus>,
 }
 
 /// Compiles a snapshot into the table with the given generation number.
-pub fn compile(snapshot: &Snapshot, options: &CompileOptions, generation: u64) -> Compiled {
+/// Certificates are checked for expiry against `now`.
+pub fn compile(
+    snapshot: &Snapshot,
+    options: &CompileOptions,
+    generation: u64,
+    now: SystemTime,
+) -> Compiled {
     let classes = class::Classes::new(snapshot, options);
     let mut ours: Vec<(ObjectKey, &Arc<Ingress>)> = snapshot
         .ingresses
@@ -53,17 +75,27 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, generation: u64) -
         .collect();
     ours.sort_by(oldest_first);
 
-    let mut backends = service::Resolver::new(snapshot, options);
+    let (policies, policy_statuses, policy_problems) = policy::Policies::new(snapshot);
+    let mut backends = service::Resolver::new(snapshot, options, policies);
     let mut builder = TableBuilder::new(generation);
     let mut problems = Vec::new();
+    let mut certificates = tls::Certificates::new(snapshot, x509::unix_seconds(now));
     for (key, ing) in &ours {
-        ingress::add(key, ing, &mut backends, &mut builder, &mut problems);
+        if ingress::add(key, ing, &mut backends, &mut builder, &mut problems) {
+            certificates.add(key, ing);
+        }
     }
+    certificates.set_default(options.default_certificate.as_ref());
+    let (tls, tls_problems) = certificates.finish();
+    builder.set_tls(tls);
     problems.extend(backends.into_problems());
+    problems.extend(policy_problems);
+    problems.extend(tls_problems);
     Compiled {
         table: builder.build(),
         problems,
         ingresses: ours.into_iter().map(|(k, _)| k).collect(),
+        policies: policy_statuses,
     }
 }
 

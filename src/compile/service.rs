@@ -10,11 +10,15 @@ use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::policy::Policies;
 use super::{CompileOptions, Problem};
-use crate::model::{Backend, Endpoint, EndpointAddr};
+use crate::model::{Backend, BackendPolicy, Endpoint, EndpointAddr};
 use crate::source::{ObjectKey, Snapshot};
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Endpoint weight for WeightedRoundRobin, on an EndpointSlice.
+pub const WEIGHT_ANNOTATION: &str = "ruststrom.io/weight";
+const MAX_WEIGHT: u32 = 1000;
 
 /// A Service port as an Ingress names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -30,7 +34,8 @@ pub(super) struct Resolver<'a> {
     allow_external_name: bool,
     /// EndpointSlices by the (namespace, Service) they belong to.
     slices: HashMap<(&'a str, &'a str), Vec<(&'a ObjectKey, &'a EndpointSlice)>>,
-    cache: HashMap<(ObjectKey, PortRef), Result<Arc<Backend>, String>>,
+    policies: Policies,
+    cache: HashMap<(ObjectKey, PortRef, usize), Result<Arc<Backend>, String>>,
     problems: Vec<Problem>,
 }
 
@@ -44,7 +49,11 @@ impl fmt::Display for PortRef {
 }
 
 impl<'a> Resolver<'a> {
-    pub(super) fn new(snapshot: &'a Snapshot, options: &CompileOptions) -> Self {
+    pub(super) fn new(
+        snapshot: &'a Snapshot,
+        options: &CompileOptions,
+        policies: Policies,
+    ) -> Self {
         let mut slices: HashMap<_, Vec<_>> = HashMap::new();
         for (key, slice) in &snapshot.endpoint_slices {
             let service = slice
@@ -63,6 +72,7 @@ impl<'a> Resolver<'a> {
             snapshot,
             allow_external_name: options.allow_external_name,
             slices,
+            policies,
             cache: HashMap::new(),
             problems: Vec::new(),
         }
@@ -71,9 +81,11 @@ impl<'a> Resolver<'a> {
     /// The backend for a Service port, or why there is none.
     pub(super) fn backend(
         &mut self,
+        ingress: &ObjectKey,
         service: &ObjectKey,
         port: &PortRef,
     ) -> Result<Arc<Backend>, String> {
+        let policy = self.policies.for_backend(ingress, service).clone();
         // A Service port named and the same port numbered are one backend,
         // keyed (and labelled) by its number.
         let port = match self.snapshot.services.get(service) {
@@ -82,11 +94,13 @@ impl<'a> Resolver<'a> {
             }
             None => port.clone(),
         };
-        let key = (service.clone(), port);
+        // Routes to one Service port share a backend (and its balancer
+        // state) unless policies from different Ingresses tell them apart.
+        let key = (service.clone(), port, Arc::as_ptr(&policy) as usize);
         if let Some(hit) = self.cache.get(&key) {
             return hit.clone();
         }
-        let resolved = self.resolve(service, &key.1).map(Arc::new);
+        let resolved = self.resolve(service, &key.1, policy).map(Arc::new);
         self.cache.insert(key, resolved.clone());
         resolved
     }
@@ -99,7 +113,12 @@ impl<'a> Resolver<'a> {
         problems
     }
 
-    fn resolve(&mut self, key: &ObjectKey, port: &PortRef) -> Result<Backend, String> {
+    fn resolve(
+        &mut self,
+        key: &ObjectKey,
+        port: &PortRef,
+        policy: Arc<BackendPolicy>,
+    ) -> Result<Backend, String> {
         let svc = self
             .snapshot
             .services
@@ -110,7 +129,15 @@ impl<'a> Resolver<'a> {
         let id = format!("{key}:{port}");
 
         if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-            return self.external_name(svc, key, port, svc_port, id);
+            let endpoint = self.external_name(svc, key, port, svc_port)?;
+            return Ok(Backend::with_policy(
+                id,
+                key.to_string(),
+                vec![endpoint],
+                Vec::new(),
+                vec![1],
+                policy,
+            ));
         }
         let svc_port = svc_port.ok_or_else(|| format!("service {key} has no port {port}"))?;
         let want_name = svc_port.name.as_deref().unwrap_or("");
@@ -129,13 +156,14 @@ impl<'a> Resolver<'a> {
             let Some(number) = slice_port(slice, want_name, svc_port) else {
                 continue;
             };
+            let weight = slice_weight(slice);
             for ep in slice.endpoints.iter().flatten() {
                 let cond = ep.conditions.as_ref();
                 // `ready` unset means ready, as the EndpointSlice API says.
                 let is_ready = cond.and_then(|c| c.ready).unwrap_or(true);
                 let draining =
                     cond.is_some_and(|c| c.serving == Some(true) && c.terminating == Some(true));
-                let set = match (is_ready, draining) {
+                let set: &mut Vec<(Endpoint, u32)> = match (is_ready, draining) {
                     (true, _) => &mut ready,
                     (false, true) => &mut fallback,
                     (false, false) => continue,
@@ -143,7 +171,8 @@ impl<'a> Resolver<'a> {
                 for address in &ep.addresses {
                     match address.parse::<IpAddr>() {
                         Ok(ip) => {
-                            set.extend(Endpoint::new(EndpointAddr::Ip(SocketAddr::new(ip, number))))
+                            let addr = EndpointAddr::Ip(SocketAddr::new(ip, number));
+                            set.extend(Endpoint::new(addr).map(|e| (e, weight)));
                         }
                         Err(_) => self.problems.push(Problem::warning(
                             "EndpointSlice",
@@ -155,12 +184,21 @@ impl<'a> Resolver<'a> {
             }
         }
         for set in [&mut ready, &mut fallback] {
-            set.sort_by(|a, b| a.addr.cmp(&b.addr));
-            set.dedup();
+            set.sort_by(|a, b| a.0.addr.cmp(&b.0.addr));
+            set.dedup_by(|a, b| a.0 == b.0);
         }
         // Ready in one slice and draining in another (mid-update): ready wins.
-        fallback.retain(|e| ready.binary_search_by(|r| r.addr.cmp(&e.addr)).is_err());
-        Ok(Backend::new(id, ready, fallback))
+        fallback.retain(|e| ready.binary_search_by(|r| r.0.addr.cmp(&e.0.addr)).is_err());
+        let (ready, weights): (Vec<_>, Vec<_>) = ready.into_iter().unzip();
+        let fallback = fallback.into_iter().map(|(e, _)| e).collect();
+        Ok(Backend::with_policy(
+            id,
+            key.to_string(),
+            ready,
+            fallback,
+            weights,
+            policy,
+        ))
     }
 
     fn external_name(
@@ -169,8 +207,7 @@ impl<'a> Resolver<'a> {
         key: &ObjectKey,
         port: &PortRef,
         svc_port: Option<&ServicePort>,
-        id: String,
-    ) -> Result<Backend, String> {
+    ) -> Result<Endpoint, String> {
         if !self.allow_external_name {
             return Err(format!(
                 "service {key} is of type ExternalName, refused unless --allow-external-name is set"
@@ -188,10 +225,21 @@ impl<'a> Resolver<'a> {
             (None, PortRef::Name(_)) => return Err(format!("service {key} has no port {port}")),
         };
         let port = u16::try_from(number).map_err(|_| format!("port {number} is out of range"))?;
-        let endpoint = Endpoint::new(EndpointAddr::Name { host, port })
-            .ok_or_else(|| format!("service {key}: spec.externalName is not a valid host name"))?;
-        Ok(Backend::new(id, vec![endpoint], Vec::new()))
+        Endpoint::new(EndpointAddr::Name { host, port })
+            .ok_or_else(|| format!("service {key}: spec.externalName is not a valid host name"))
     }
+}
+
+/// The `ruststrom.io/weight` annotation of a slice (WeightedRoundRobin):
+/// every endpoint of the slice gets it; 1 when unset or not a number.
+fn slice_weight(slice: &EndpointSlice) -> u32 {
+    slice
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(WEIGHT_ANNOTATION))
+        .and_then(|w| w.trim().parse::<u32>().ok())
+        .map_or(1, |w| w.min(MAX_WEIGHT))
 }
 
 fn find_port<'s>(svc: &'s Service, port: &PortRef) -> Option<&'s ServicePort> {

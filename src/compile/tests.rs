@@ -1,11 +1,15 @@
 //! Table-driven tests of the compile step: a snapshot of objects in, route
 //! lookups and problems out. Fixtures and checks live here; the cases live in
 //! [`routing`] (class, hosts, paths, merging, default backend), [`backends`]
-//! (Services, EndpointSlices, ExternalName) and [`invalid`] (bad objects).
+//! (Services, EndpointSlices, ExternalName), [`invalid`] (bad objects),
+//! [`tls`] (Secrets, certificates by host, HTTPS annotations) and [`policy`]
+//! (BalancerPolicies).
 
 mod backends;
 mod invalid;
+mod policy;
 mod routing;
+mod tls;
 
 use std::sync::Arc;
 
@@ -242,7 +246,13 @@ fn options() -> CompileOptions {
         ingress_class: CLASS.into(),
         watch_without_class: false,
         allow_external_name: false,
+        default_certificate: None,
     }
+}
+
+/// The time every compile in these tests runs at: 2026-01-01T00:00:00Z.
+fn now() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600)
 }
 
 fn run(objects: &[Object]) -> Compiled {
@@ -251,7 +261,7 @@ fn run(objects: &[Object]) -> Compiled {
 
 fn run_with(objects: &[Object], options: &CompileOptions) -> Compiled {
     let snapshot: Snapshot = objects.iter().collect();
-    compile(&snapshot, options, 7)
+    compile(&snapshot, options, 7, now())
 }
 
 // ---------------------------------------------------------------- checks

@@ -1,5 +1,6 @@
 //! `rust-strom demo`: three echo backends on loopback, example manifests
-//! routing `demo.local` to them, and the proxy serving those manifests.
+//! routing `demo.local` to them over HTTP and HTTPS (a certificate generated
+//! into a `kubernetes.io/tls` Secret), and the proxy serving those manifests.
 
 pub mod echo;
 
@@ -28,6 +29,9 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     settings.manifests = Some(dir.clone());
 
     let port = settings.http_addr.port();
+    let https = settings.https_addr.port();
+    // Redirects from the demo's HTTP port go to its HTTPS port, not to 443.
+    settings.https_redirect_port.get_or_insert(https);
     let metrics = settings.metrics_addr.port();
     println!(
         "\nRustStrom demo: demo.local -> {} echo backends ({})\n\
@@ -36,6 +40,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
          for i in 1 2 3 4 5 6; do curl -s -H 'Host: demo.local' http://localhost:{port}/ | head -1; done\n  \
          curl -H 'Host: demo.local' http://localhost:{port}/api/orders?id=7\n  \
          curl -i -H 'Host: other.local' http://localhost:{port}/      # 404: no route\n  \
+         curl -k --resolve demo.local:{https}:127.0.0.1 https://demo.local:{https}/   # HTTPS, HTTP/2\n  \
          curl http://localhost:{metrics}/metrics\n\n\
          Ctrl-C stops it.\n",
         BACKENDS.len(),
@@ -57,6 +62,11 @@ fn write_manifests(dir: &Path, addrs: &[SocketAddr]) -> anyhow::Result<()> {
     if !ingress.exists() {
         std::fs::write(&ingress, DEMO_INGRESS)
             .with_context(|| format!("cannot write {}", ingress.display()))?;
+    }
+    let secret = dir.join("demo-tls.yaml");
+    if !secret.exists() {
+        std::fs::write(&secret, tls_secret()?)
+            .with_context(|| format!("cannot write {}", secret.display()))?;
     }
     let mut slices = String::new();
     for (i, addr) in addrs.iter().enumerate() {
@@ -80,14 +90,41 @@ fn write_manifests(dir: &Path, addrs: &[SocketAddr]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `kubernetes.io/tls` Secret with a new self-signed certificate for
+/// `demo.local`, as cert-manager would write one.
+fn tls_secret() -> anyhow::Result<String> {
+    let generated = rcgen::generate_simple_self_signed(vec!["demo.local".to_string()])
+        .context("cannot generate the demo certificate")?;
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    Ok(format!(
+        "# The demo's certificate (self-signed, made at first start). Replace it\n\
+         # and save: the next TLS handshake gets the new one.\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: demo-tls\n  namespace: demo\n\
+         type: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&generated.cert.pem()),
+        indent(&generated.signing_key.serialize_pem()),
+    ))
+}
+
 const DEMO_INGRESS: &str = r#"# The demo's routes. Edit and save: RustStrom applies changes live.
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: demo
   namespace: demo
+  annotations:
+    # Plain HTTP keeps working for the demo; remove this line and HTTP
+    # requests get a 308 to HTTPS, as in production.
+    ruststrom.io/ssl-redirect: "false"
 spec:
   ingressClassName: rust-strom
+  tls:
+  - hosts: [demo.local]
+    secretName: demo-tls
   rules:
   - host: demo.local
     http:

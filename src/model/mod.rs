@@ -4,9 +4,15 @@
 mod backend;
 mod host;
 mod path;
+mod policy;
 mod table;
+mod tls;
 
-pub use backend::{Backend, Endpoint, EndpointAddr};
+pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
+pub use policy::{
+    ActiveCheck, Algorithm, BackendPolicy, HashKey, PassiveCheck, RetryPolicy, StickyCookie,
+};
 pub use table::{HostRoutes, Route, RoutingTable, TableBuilder};
+pub use tls::{Certificate, HostTls, HttpsPolicy, TlsBuilder, TlsTable};

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::host::wildcard_suffix;
-use super::{Backend, HostMatch, PathMatch};
+use super::{Backend, HostMatch, HttpsPolicy, PathMatch, TlsTable};
 
 /// One path rule and where it sends traffic.
 #[derive(Debug)]
@@ -13,6 +13,8 @@ pub struct Route {
     pub backend: Arc<Backend>,
     /// The Ingress that defined it, `namespace/name`.
     pub source: String,
+    /// What that Ingress asks of plain HTTP and HTTPS (shared by its routes).
+    pub https: Arc<HttpsPolicy>,
 }
 
 /// The routes of one host, in precedence order (longest path first, `Exact`
@@ -31,6 +33,8 @@ pub struct RoutingTable {
     wildcard: HashMap<String, HostRoutes>,
     any: HostRoutes,
     default_backend: Option<Route>,
+    /// Certificates by server name, swapped with the routes they serve.
+    tls: TlsTable,
 }
 
 /// Builds a table; refuses a rule that takes a host and path already taken
@@ -97,6 +101,23 @@ impl RoutingTable {
 
     pub fn default_backend(&self) -> Option<&Route> {
         self.default_backend.as_ref()
+    }
+
+    /// The certificates and TLS hosts of this table.
+    pub fn tls(&self) -> &TlsTable {
+        &self.tls
+    }
+
+    /// Every route's backend (and the default backend's), without the
+    /// hosts: a backend shared by several routes comes once per route.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(std::iter::once(&self.any))
+            .flat_map(|h| h.routes.iter())
+            .chain(self.default_backend.as_ref())
+            .map(|r| &r.backend)
     }
 
     /// Every route with its host, in a stable order for display and tests.
@@ -178,6 +199,11 @@ impl TableBuilder {
         }
     }
 
+    /// Sets the TLS part, compiled beside the routes.
+    pub fn set_tls(&mut self, tls: TlsTable) {
+        self.table.tls = tls;
+    }
+
     pub fn build(self) -> RoutingTable {
         self.table
     }
@@ -192,6 +218,7 @@ mod tests {
             path,
             backend: Arc::new(Backend::new(backend.into(), vec![], vec![])),
             source: source.into(),
+            https: Arc::default(),
         }
     }
 

@@ -1,72 +1,224 @@
-//! Sending a request upstream, and sending it again when that is safe.
+//! Sending a request to a backend, and sending it again when the backend's
+//! retry policy says it is safe and useful.
 //!
-//! Two failures are retried, each only for a request without a body (a body
-//! already streamed cannot be sent twice):
-//! - the connection could not be opened: nothing reached the backend, so the
-//!   request goes to another endpoint of the same backend, whatever its
-//!   method (a dead pod must not cost requests while its endpoint is still
-//!   listed);
-//! - a pooled keep-alive connection broke before any answer (the backend
-//!   closed it as the request crossed): an idempotent request is sent once
-//!   more on a fresh connection, as nginx does.
+//! A request without a body can always be sent again, so it is copied
+//! before the first try (only when retries are on). A request whose body
+//! went out cannot. On top of that:
+//! - a refused connection reached nothing: any bodiless request is retried;
+//! - a connection that broke, a per-try timeout, or a listed 5xx status are
+//!   retried only for idempotent bodiless requests;
+//! - each retry goes to another endpoint when one exists, and spends from
+//!   the backend's retry budget, so a failing backend cannot multiply load.
+//!
+//! Every try feeds the passive health check: failures in a row eject the
+//! endpoint; any success resets its count.
 
 use http::uri::Uri;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Error;
 
-use super::upstream::Client;
-use crate::model::{Backend, Endpoint};
+use super::upstream::{Client, UpstreamBody};
+use crate::balance::InFlight;
+use crate::model::{Algorithm, Backend, Endpoint, Picked};
 
-/// How many endpoints a request may try when connections are refused.
-const MAX_CONNECT_ATTEMPTS: usize = 3;
-
-/// Sends `req` (already addressed to `endpoint`) and returns the outcome with
-/// the endpoint that produced it.
-pub async fn send(
-    client: &Client,
-    req: Request<Incoming>,
-    backend: &Backend,
-    endpoint: Endpoint,
-) -> (Result<Response<Incoming>, Error>, Endpoint) {
-    let replay = replayable(&req);
-    let idempotent = req.method().is_idempotent();
-    let mut error = match client.request(req.map(Either::Left)).await {
-        Ok(response) => return (Ok(response), endpoint),
-        Err(error) => error,
-    };
-    let Some(replay) = replay else {
-        return (Err(error), endpoint);
-    };
-
-    let mut current = endpoint;
-    let mut resent_broken = false;
-    for _ in 1..MAX_CONNECT_ATTEMPTS {
-        if error.is_connect() {
-            match other_endpoint(backend, &current) {
-                Some(next) => current = next,
-                None => break,
-            }
-        } else if idempotent && !resent_broken && connection_broke(&error) {
-            resent_broken = true;
-        } else {
-            break;
-        }
-        tracing::debug!(%error, endpoint = %current, "sending again");
-        let Some(again) = readdress(&replay, &current) else {
-            break;
-        };
-        match client.request(again).await {
-            Ok(response) => return (Ok(response), current),
-            Err(e) => error = e,
-        }
-    }
-    (Err(error), current)
+/// A response from the backend, with the try that produced it.
+pub struct Sent {
+    pub response: Response<Incoming>,
+    /// The request counts as in flight on its endpoint until dropped.
+    pub in_flight: InFlight,
+    pub endpoint: Endpoint,
+    /// Whether a retry produced it.
+    pub retried: bool,
 }
 
-/// A copy of a bodiless request, so it can be sent again. `None` for a
-/// request with a body.
+/// The last try's failure, when no retry was allowed or left.
+#[derive(Debug)]
+pub enum Failed {
+    Connect {
+        endpoint: Endpoint,
+        source: Error,
+    },
+    Broken {
+        endpoint: Endpoint,
+        source: Error,
+    },
+    /// The per-try timeout elapsed.
+    Timeout {
+        endpoint: Endpoint,
+    },
+}
+
+/// What one try came to.
+enum Outcome {
+    Answered(Response<Incoming>),
+    Refused(Error),
+    Broke(Error),
+    TimedOut,
+}
+
+/// Sends `req` (already addressed to `first`) under `backend`'s policy.
+pub async fn send(
+    client: &Client,
+    backend: &Backend,
+    hash: Option<u64>,
+    req: Request<Incoming>,
+    first: Picked<'_>,
+) -> Result<Sent, Failed> {
+    let policy = &backend.policy.retries;
+    let idempotent = req.method().is_idempotent();
+    // Idempotent requests keep a copy even with retries off, for the stale
+    // connection case below.
+    let replay = (policy.attempts > 0 || idempotent)
+        .then(|| replayable(&req))
+        .flatten();
+    let mut resent_stale = false;
+    let metrics = backend.metrics();
+    backend.count_request();
+
+    let mut endpoint = first.endpoint.clone();
+    let mut state = first.state.clone();
+    let mut request: Request<UpstreamBody> = req.map(Either::Left);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        metrics.requests.inc();
+        metrics.upstream_requests.inc();
+        let in_flight = state.start();
+        let outcome = try_once(client, request, backend).await;
+
+        // A pooled keep-alive connection the backend closed just as the
+        // request went out: not the backend's failure, and not a retry. The
+        // request is sent once more on a fresh connection, as nginx does,
+        // outside the budget and the passive health count.
+        if let (Outcome::Broke(error), Some(copy)) = (&outcome, &replay)
+            && idempotent
+            && !resent_stale
+            && is_stale_connection(error)
+            && let Some(again) = readdress(copy, &endpoint)
+        {
+            resent_stale = true;
+            tries -= 1;
+            drop(in_flight);
+            tracing::debug!(backend = %backend.id, %endpoint, "pooled connection was closed; sending again");
+            request = again;
+            continue;
+        }
+
+        // Passive health, and whether the policy allows another try.
+        let allowed = match &outcome {
+            Outcome::Answered(response) => {
+                let status = response.status();
+                if is_gateway_error(status) {
+                    metrics.errors.inc();
+                    backend.record_failure(&state);
+                } else {
+                    state.record_success();
+                }
+                idempotent && policy.on_status.contains(&status.as_u16())
+            }
+            Outcome::Refused(_) => policy.on_connect_failure,
+            Outcome::Broke(_) => idempotent && policy.on_reset,
+            Outcome::TimedOut => idempotent && policy.on_timeout,
+        };
+        if !matches!(outcome, Outcome::Answered(_)) {
+            metrics.errors.inc();
+            backend.record_failure(&state);
+        }
+
+        // Another endpoint when one exists, the same one otherwise; the
+        // budget is asked last, so it is spent only on real retries.
+        let retry = replay
+            .as_ref()
+            .filter(|_| allowed && tries <= policy.attempts)
+            .and_then(|copy| {
+                let next = backend
+                    .pick(hash, Some(&endpoint))
+                    .or_else(|| backend.pick(hash, None))?;
+                Some((copy, next))
+            })
+            .filter(|_| backend.take_retry());
+        let Some((copy, next)) = retry else {
+            return match outcome {
+                Outcome::Answered(response) => {
+                    // Latency samples feed PeakEWMA only; others skip the
+                    // lock and the exp().
+                    if backend.policy.algorithm == Algorithm::PeakEwma {
+                        in_flight.headers_received();
+                    }
+                    Ok(Sent {
+                        response,
+                        in_flight,
+                        endpoint,
+                        retried: tries > 1,
+                    })
+                }
+                Outcome::Refused(source) => Err(Failed::Connect { endpoint, source }),
+                Outcome::Broke(source) => Err(Failed::Broken { endpoint, source }),
+                Outcome::TimedOut => Err(Failed::Timeout { endpoint }),
+            };
+        };
+        drop(in_flight);
+        let Some(readdressed) = readdress(copy, next.endpoint) else {
+            return Err(Failed::Timeout { endpoint });
+        };
+        metrics.retries.inc();
+        tracing::debug!(backend = %backend.id, from = %endpoint, to = %next.endpoint, "retrying");
+        endpoint = next.endpoint.clone();
+        state = next.state.clone();
+        request = readdressed;
+    }
+}
+
+async fn try_once(client: &Client, request: Request<UpstreamBody>, backend: &Backend) -> Outcome {
+    let sending = client.request(request);
+    let result = match backend.policy.retries.per_try_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sending).await {
+            Ok(result) => result,
+            Err(_) => return Outcome::TimedOut,
+        },
+        None => sending.await,
+    };
+    match result {
+        Ok(response) => Outcome::Answered(response),
+        Err(e) if e.is_connect() => Outcome::Refused(e),
+        Err(e) => Outcome::Broke(e),
+    }
+}
+
+/// The connection closed or reset before any response byte: what a pooled
+/// connection the backend had just closed looks like.
+fn is_stale_connection(error: &Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        let stale = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                )
+            });
+        if stale {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// 502, 503 and 504 from a backend count as its failure for passive health
+/// checks (as Envoy's gateway-failure outlier detection does); other
+/// statuses are the application's business.
+fn is_gateway_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
+/// A copy of a bodiless request. `None` for a request with a body.
 fn replayable(req: &Request<Incoming>) -> Option<Request<()>> {
     if !req.body().is_end_stream() {
         return None;
@@ -80,10 +232,7 @@ fn replayable(req: &Request<Incoming>) -> Option<Request<()>> {
 }
 
 /// The copy, addressed to `endpoint`.
-fn readdress(
-    replay: &Request<()>,
-    endpoint: &Endpoint,
-) -> Option<Request<Either<Incoming, Empty<bytes::Bytes>>>> {
+fn readdress(replay: &Request<()>, endpoint: &Endpoint) -> Option<Request<UpstreamBody>> {
     let mut parts = replay.uri().clone().into_parts();
     parts.authority = Some(endpoint.authority().clone());
     let mut req = Request::new(Either::Right(Empty::new()));
@@ -92,30 +241,4 @@ fn readdress(
     *req.version_mut() = replay.version();
     *req.headers_mut() = replay.headers().clone();
     Some(req)
-}
-
-/// The next endpoint in the backend's rotation that is not `failed`.
-fn other_endpoint(backend: &Backend, failed: &Endpoint) -> Option<Endpoint> {
-    let candidates = backend.ready.len().max(backend.fallback.len());
-    (0..candidates)
-        .filter_map(|_| backend.pick())
-        .find(|e| e.addr != failed.addr)
-        .cloned()
-}
-
-/// Whether the connection was closed or reset under the request, as opposed
-/// to the backend answering something malformed.
-fn connection_broke(error: &Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        let broke = e
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
-            || e.downcast_ref::<std::io::Error>().is_some();
-        if broke {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }

@@ -1,25 +1,30 @@
 //! The request path: route, pick an endpoint, forward, answer.
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::attempt::{self, Failed};
+use super::body::{GaugeGuard, Tracked};
 use super::headers::{self, ConnInfo};
-use super::{Proxy, ProxyError, attempt, upgrade};
-use crate::model::{Endpoint, normalize_host};
+use super::redirect::{self, Decision};
+use super::{Proxy, ProxyError, cookie, upgrade};
+use crate::balance::{hash_with, sticky_id};
+use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
 
 /// A backend's streamed body, or a small body the proxy wrote itself.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<Tracked, Full<Bytes>>;
 
 /// Answers one request. Never fails: every error becomes a response here,
 /// and every response is counted.
 pub async fn handle(proxy: &Proxy, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
-    let response = match forward(proxy, conn, req).await {
+    let mut hsts = None;
+    let mut response = match forward(proxy, conn, req, &mut hsts).await {
         Ok(response) => response,
         Err(error) => {
             let m = &proxy.metrics;
@@ -33,6 +38,11 @@ pub async fn handle(proxy: &Proxy, conn: &ConnInfo, req: Request<Incoming>) -> R
             error.to_response()
         }
     };
+    if let Some(value) = hsts {
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, value);
+    }
     let m = &proxy.metrics;
     m.requests_total.inc();
     m.request_duration.observe(start.elapsed().as_secs_f64());
@@ -40,10 +50,13 @@ pub async fn handle(proxy: &Proxy, conn: &ConnInfo, req: Request<Incoming>) -> R
     response
 }
 
+/// Routes and forwards; sets `hsts` when the route's Ingress asks for it on
+/// a request that came over HTTPS (the caller adds it to any answer).
 async fn forward(
     proxy: &Proxy,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
+    hsts: &mut Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // The URI's authority wins over Host: it is HTTP/2's `:authority`, and in
     // HTTP/1.1 an absolute-form target overrides Host (RFC 9112, 3.2.2).
@@ -51,58 +64,81 @@ async fn forward(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
     };
-    let (backend, endpoint) = {
+    let backend = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host_name = normalize_host(host_name);
         let route = table
-            .lookup(&normalize_host(host_name), req.uri().path())
+            .lookup(&host_name, req.uri().path())
             .ok_or(ProxyError::NoRoute)?;
-        let backend = route.backend.clone();
-        let endpoint = backend
-            .pick()
-            .cloned()
+        match redirect::decide(conn, req.headers(), &host_name, &route.https, table.tls()) {
+            Decision::Redirect => {
+                return redirect::to_https(&host_name, req.uri(), proxy.https.redirect_port).ok_or(
+                    ProxyError::BadRequest("the host cannot be redirected to HTTPS"),
+                );
+            }
+            Decision::Hsts(value) => *hsts = Some(value),
+            Decision::Forward => {}
+        }
+        route.backend.clone()
+    };
+
+    // Which endpoint: the one a valid sticky cookie names, else the
+    // balancer's pick (keyed by the request for the hashing algorithms).
+    let policy = &backend.policy;
+    let hash = balance_key(policy, req.headers(), conn);
+    let pinned = policy
+        .sticky
+        .as_ref()
+        .and_then(|c| cookie::value(req.headers(), &c.name))
+        .and_then(|v| backend.sticky(v));
+    let picked =
+        pinned
+            .or_else(|| backend.pick(hash, None))
             .ok_or_else(|| ProxyError::NoEndpoint {
                 backend: backend.id.clone(),
             })?;
-        (backend, endpoint)
-    };
 
     let upgrade =
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    prepare(&mut req, conn, &endpoint, host, upgrade)?;
+    prepare(&mut req, conn, picked.endpoint, host, upgrade)?;
 
-    let sent = Instant::now();
-    let attempt = attempt::send(&proxy.client, req, &backend, endpoint.clone());
-    let Ok((result, last)) = tokio::time::timeout(proxy.request_timeout, attempt).await else {
+    let metrics = backend.metrics();
+    let gauge = GaugeGuard::new(&metrics.in_flight);
+    let started = Instant::now();
+    let client = proxy.clients.for_policy(policy);
+    let limit = policy.request_timeout.unwrap_or(proxy.request_timeout);
+    let attempt = attempt::send(&client, &backend, hash, req, picked);
+    let Ok(result) = tokio::time::timeout(limit, attempt).await else {
+        metrics.errors.inc();
+        backend.record_failure(picked.state);
         return Err(ProxyError::Timeout {
             backend: backend.id.clone(),
-            endpoint: endpoint.to_string(),
+            endpoint: picked.endpoint.to_string(),
         });
     };
-    let mut response = match result {
-        Ok(response) => response,
-        Err(source) if source.is_connect() => {
-            return Err(ProxyError::Connect {
-                backend: backend.id.clone(),
-                endpoint: last.to_string(),
-                source,
-            });
-        }
-        Err(source) => {
-            return Err(ProxyError::Upstream {
-                backend: backend.id.clone(),
-                endpoint: last.to_string(),
-                source,
-            });
-        }
-    };
-    proxy
-        .metrics
-        .backend_response_time
-        .with_label_values(&[&backend.id])
-        .observe(sent.elapsed().as_secs_f64());
+    let sent = result.map_err(|failed| match failed {
+        Failed::Connect { endpoint, source } => ProxyError::Connect {
+            backend: backend.id.clone(),
+            endpoint: endpoint.to_string(),
+            source,
+        },
+        Failed::Broken { endpoint, source } => ProxyError::Upstream {
+            backend: backend.id.clone(),
+            endpoint: endpoint.to_string(),
+            source,
+        },
+        Failed::Timeout { endpoint } => ProxyError::Timeout {
+            backend: backend.id.clone(),
+            endpoint: endpoint.to_string(),
+        },
+    })?;
+    metrics
+        .response_time
+        .observe(started.elapsed().as_secs_f64());
 
+    let mut response = sent.response;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let backend_upgrade = hyper::upgrade::on(&mut response);
@@ -117,7 +153,25 @@ async fn forward(
     } else {
         headers::strip_hop_by_hop(response.headers_mut());
     }
-    Ok(response.map(Either::Left))
+    // Pin (or re-pin, after a retry or when the pinned endpoint was gone)
+    // a client of a sticky backend.
+    if let Some(sticky) = &policy.sticky
+        && (pinned.is_none() || sent.retried)
+        && let Some(value) = cookie::set_sticky(sticky, &sticky_id(sent.in_flight.state().key()))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response.map(|body| Either::Left(Tracked::new(body, sent.in_flight, gauge))))
+}
+
+/// The request's key for IPHash and ConsistentHash, if the policy has one
+/// and the request carries it.
+fn balance_key(policy: &BackendPolicy, headers: &HeaderMap, conn: &ConnInfo) -> Option<u64> {
+    match policy.hash_key.as_ref()? {
+        HashKey::SourceIp => Some(hash_with(conn.peer.ip(), 0)),
+        HashKey::Header(name) => headers.get(name).map(|v| hash_with(v.as_bytes(), 0)),
+        HashKey::Cookie(name) => cookie::value(headers, name).map(|v| hash_with(v.as_bytes(), 0)),
+    }
 }
 
 /// Rewrites the client's request into the backend's: absolute URI to the
@@ -140,6 +194,10 @@ fn prepare(
         .path_and_query(path)
         .build()
         .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))?;
+    // Only an HTTP/2 client gets trailers back through the proxy (HTTP/1.1
+    // responses lose `Trailer` with the hop-by-hop headers), so only for one
+    // is the backend asked for them.
+    let trailers = req.version() == Version::HTTP_2 && headers::accepts_trailers(req.headers());
     *req.version_mut() = Version::HTTP_11;
 
     let headers = req.headers_mut();
@@ -147,6 +205,12 @@ fn prepare(
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
+    } else if trailers {
+        // TE is hop-by-hop, so it is asked again for this hop (RFC 9110,
+        // 10.1.4): HTTP/1.1 servers such as hyper send trailers only then,
+        // and gRPC clients need them (the proxy streams them through).
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("te"));
     }
     if let Some(host) = &host {
         headers.insert(header::HOST, host.clone());

@@ -24,6 +24,11 @@ pub struct ConnInfo {
     pub local_port: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: HeaderValue,
+    /// The connection is TLS (the HTTPS listener).
+    pub tls: bool,
+    /// The peer is in `--trusted-proxies`: its `X-Forwarded-Proto` and
+    /// `X-Forwarded-Port` are passed on instead of replaced.
+    pub trusted: bool,
 }
 
 impl ConnInfo {
@@ -37,6 +42,8 @@ impl ConnInfo {
             client_ip,
             local_port,
             proto: HeaderValue::from_static(proto),
+            tls: proto == "https",
+            trusted: false,
         }
     }
 }
@@ -53,6 +60,15 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     } else {
         None
     }
+}
+
+/// Whether the client accepts trailers (`TE: trailers`, which gRPC clients
+/// always send).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case("trailers")))
 }
 
 /// Removes hop-by-hop headers: `Connection` and every header it names,
@@ -94,15 +110,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Adds what a backend behind an ingress expects: `X-Forwarded-For`
 /// (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port`,
-/// `X-Real-IP` (set), and `X-Request-Id` (kept, or generated).
+/// `X-Real-IP` (set), and `X-Request-Id` (kept, or generated). A trusted
+/// proxy's `X-Forwarded-Proto` and `X-Forwarded-Port` are kept: it saw the
+/// client's scheme and port, this hop did not.
 pub fn add_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>) {
     let forwarded_for = match join_forwarded_for(headers, &conn.client_ip) {
         Some(joined) => joined,
         None => conn.client_ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
-    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
+    let keep = conn.trusted && !conn.tls && headers.contains_key(&X_FORWARDED_PROTO);
+    if !keep {
+        headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
+    }
+    // As ingress-nginx: a trusted proxy's port when it sent one.
+    if !keep || !headers.contains_key(&X_FORWARDED_PORT) {
+        headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
+    }
     headers.insert(X_REAL_IP.clone(), conn.client_ip.clone());
     match host {
         Some(host) => {
@@ -201,6 +225,14 @@ mod tests {
     }
 
     #[test]
+    fn trailers_are_asked_for_with_te() {
+        assert!(accepts_trailers(&map(&[("te", "trailers")])));
+        assert!(accepts_trailers(&map(&[("te", "gzip, Trailers")])));
+        assert!(!accepts_trailers(&map(&[("te", "gzip")])));
+        assert!(!accepts_trailers(&map(&[])));
+    }
+
+    #[test]
     fn upgrade_needs_connection_upgrade() {
         let ws = map(&[
             ("connection", "keep-alive, Upgrade"),
@@ -231,6 +263,41 @@ mod tests {
         let id = h["x-request-id"].to_str().unwrap();
         assert_eq!(id.len(), 32);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_its_scheme_and_port() {
+        let mut trusted = conn();
+        trusted.trusted = true;
+        let mut h = map(&[("x-forwarded-proto", "https"), ("x-forwarded-port", "443")]);
+        add_forwarding(&mut h, &trusted, None);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+
+        // Without its own X-Forwarded-Proto, this hop's values; without its
+        // own port, this hop's port.
+        let mut h = map(&[("x-forwarded-port", "443")]);
+        add_forwarding(&mut h, &trusted, None);
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-port"], "8000");
+        let mut h = map(&[("x-forwarded-proto", "https")]);
+        add_forwarding(&mut h, &trusted, None);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-port"], "8000");
+
+        // Over TLS this hop knows the scheme itself.
+        let mut tls = ConnInfo::new(
+            "10.1.2.3:5555".parse().unwrap(),
+            "0.0.0.0:8443".parse().unwrap(),
+            "https",
+        );
+        tls.trusted = true;
+        assert!(tls.tls);
+        let mut h = map(&[("x-forwarded-proto", "http"), ("x-forwarded-port", "80")]);
+        add_forwarding(&mut h, &tls, None);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-port"], "8443");
     }
 
     #[test]

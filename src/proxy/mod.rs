@@ -1,16 +1,21 @@
 //! The data plane: listeners, the request path, and the upstream client.
 //!
-//! A request goes [`listener`] (accept, one task per connection) ->
-//! [`handler::handle`] (route lookup in the live table, endpoint pick) ->
+//! A request goes [`listener`] (accept, one task per connection; on the
+//! HTTPS listener the [`tls`] handshake first) -> [`handler::handle`] (route
+//! lookup in the live table, [`redirect`] to HTTPS, endpoint pick) ->
 //! [`headers`] (forwarding headers, hop-by-hop removal) -> [`upstream`]
 //! (pooled keep-alive client) -> back, with every failure turned into a
 //! response in one place, [`error`].
 
 pub mod attempt;
+pub mod body;
+pub mod cookie;
 pub mod error;
 pub mod handler;
 pub mod headers;
 pub mod listener;
+pub mod redirect;
+pub mod tls;
 pub mod upgrade;
 pub mod upstream;
 
@@ -31,7 +36,7 @@ pub type SharedTable = Arc<ArcSwap<RoutingTable>>;
 /// What every request needs: the table, the client, the metrics, limits.
 pub struct Proxy {
     pub table: SharedTable,
-    pub client: upstream::Client,
+    pub clients: upstream::Clients,
     pub metrics: Arc<Metrics>,
     /// Time allowed from receiving a request to the backend's response
     /// headers; past it the client gets 504.
@@ -39,4 +44,6 @@ pub struct Proxy {
     /// Upgraded connections (WebSocket) still open: the drain on shutdown
     /// waits for them too.
     pub tunnels: upgrade::Tunnels,
+    /// The HTTP -> HTTPS redirect and which peers may claim HTTPS.
+    pub https: redirect::HttpsSettings,
 }

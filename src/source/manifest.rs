@@ -1,21 +1,28 @@
 //! Parsing Kubernetes manifests: multi-document YAML or JSON, `List` kinds,
 //! typed into the kinds the compile step reads.
 
+use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// One object of a kind RustStrom reads.
-#[derive(Clone, Debug)]
+use crate::crd::BalancerPolicy;
+
+/// One object of a kind RustStrom reads. `Debug` never prints a Secret's
+/// data: it holds private keys.
+#[derive(Clone)]
 pub enum Object {
     Ingress(Arc<Ingress>),
     IngressClass(Arc<IngressClass>),
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
+    /// Read for `kubernetes.io/tls` Secrets named by Ingresses.
+    Secret(Arc<Secret>),
+    BalancerPolicy(Arc<BalancerPolicy>),
 }
 
 /// Why a manifest could not be read. The whole file is refused so that a
@@ -46,6 +53,30 @@ pub enum ParseError {
         api_version: String,
         want: &'static str,
     },
+    /// A Secret whose fields have the wrong shape. The parser's own message
+    /// is not kept: it may quote the value, which may be a private key.
+    #[error(
+        "document {doc} (Secret {name}): data and stringData must map names to strings (base64 in data)"
+    )]
+    InvalidSecret { doc: usize, name: String },
+}
+
+// === impl Object ===
+
+impl fmt::Debug for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Object::Ingress(o) => f.debug_tuple("Ingress").field(o).finish(),
+            Object::IngressClass(o) => f.debug_tuple("IngressClass").field(o).finish(),
+            Object::Service(o) => f.debug_tuple("Service").field(o).finish(),
+            Object::EndpointSlice(o) => f.debug_tuple("EndpointSlice").field(o).finish(),
+            Object::BalancerPolicy(o) => f.debug_tuple("BalancerPolicy").field(o).finish(),
+            Object::Secret(o) => f
+                .debug_tuple("Secret")
+                .field(&super::ObjectKey::of(&o.metadata).to_string())
+                .finish(),
+        }
+    }
 }
 
 /// Parses one file's text (YAML, which includes JSON). Documents of other
@@ -82,7 +113,8 @@ fn push_value(
         .unwrap_or_default()
         .to_string();
     let want = match kind.as_str() {
-        "List" | "IngressList" | "ServiceList" | "EndpointSliceList" | "IngressClassList" => {
+        "List" | "IngressList" | "ServiceList" | "EndpointSliceList" | "IngressClassList"
+        | "SecretList" | "BalancerPolicyList" => {
             if let Some(serde_json::Value::Array(items)) = value.get("items") {
                 for item in items.clone() {
                     push_value(doc, item, out)?;
@@ -91,8 +123,9 @@ fn push_value(
             return Ok(());
         }
         "Ingress" | "IngressClass" => "networking.k8s.io/v1",
-        "Service" => "v1",
+        "Service" | "Secret" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
+        "BalancerPolicy" => "ruststrom.io/v1alpha1",
         _ => return Ok(()),
     };
     if api_version != want {
@@ -107,6 +140,11 @@ fn push_value(
         "Ingress" => Object::Ingress(typed(doc, &kind, value)?),
         "IngressClass" => Object::IngressClass(typed(doc, &kind, value)?),
         "Service" => Object::Service(typed(doc, &kind, value)?),
+        "Secret" => Object::Secret(typed(doc, &kind, value).map_err(|e| match e {
+            ParseError::Invalid { doc, name, .. } => ParseError::InvalidSecret { doc, name },
+            other => other,
+        })?),
+        "BalancerPolicy" => Object::BalancerPolicy(typed(doc, &kind, value)?),
         _ => Object::EndpointSlice(typed(doc, &kind, value)?),
     };
     out.push(object);
@@ -182,6 +220,39 @@ spec:
     }
 
     #[test]
+    fn reads_secrets_from_data_and_string_data_without_printing_them() {
+        let text = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: web-tls, namespace: shop}
+type: kubernetes.io/tls
+data: {tls.crt: Y2VydA==, tls.key: a2V5}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: other}
+type: kubernetes.io/tls
+stringData: {tls.crt: "cert text", tls.key: "key text"}
+"#;
+        let objects = parse_manifest(text).unwrap();
+        let Object::Secret(s) = &objects[0] else {
+            panic!("{objects:?}");
+        };
+        let data = s.data.as_ref().unwrap();
+        assert_eq!(data["tls.crt"].0, b"cert");
+        assert_eq!(data["tls.key"].0, b"key");
+        assert!(
+            matches!(&objects[1], Object::Secret(s) if s.string_data.as_ref().unwrap()["tls.key"] == "key text")
+        );
+        let printed = format!("{objects:?}");
+        assert!(printed.contains("shop/web-tls"), "{printed}");
+        assert!(
+            !printed.contains("key text") && !printed.contains("107, 101, 121"),
+            "{printed}"
+        );
+    }
+
+    #[test]
     fn refuses_broken_files_whole() {
         let syntax = "apiVersion: v1\nkind: Service\nmetadata: {name: a\n";
         assert!(matches!(
@@ -193,6 +264,12 @@ spec:
         let err = parse_manifest(shape).unwrap_err();
         assert!(matches!(err, ParseError::Invalid { .. }));
         assert!(err.to_string().contains("Service a"), "{err}");
+
+        let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: \"-----BEGIN PRIVATE KEY-----\"\n";
+        let err = parse_manifest(secret).unwrap_err();
+        assert!(matches!(err, ParseError::InvalidSecret { .. }), "{err}");
+        assert!(!err.to_string().contains("PRIVATE"), "{err}");
+        assert!(!format!("{err:?}").contains("PRIVATE"), "{err:?}");
 
         let old = "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: a}\n";
         assert!(matches!(

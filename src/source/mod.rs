@@ -2,6 +2,7 @@
 //! [`Snapshot`]; the compile step never knows which one did.
 
 pub mod files;
+pub mod kube;
 pub mod manifest;
 mod snapshot;
 

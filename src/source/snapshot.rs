@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Object;
+use crate::crd::BalancerPolicy;
 
 /// `namespace/name` of an object (`name` alone for cluster-scoped kinds,
 /// whose namespace is empty).
@@ -20,13 +21,17 @@ pub struct ObjectKey {
 }
 
 /// Everything the compile step needs, as plain maps. Objects are shared
-/// (`Arc`) so building a snapshot from a cache is cheap.
-#[derive(Clone, Debug, Default)]
+/// (`Arc`) so building a snapshot from a cache is cheap. `Debug` names
+/// Secrets without printing their data.
+#[derive(Clone, Default)]
 pub struct Snapshot {
     pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
     pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    /// Secrets, read for the certificates Ingresses name in `spec.tls`.
+    pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+    pub balancer_policies: BTreeMap<ObjectKey, Arc<BalancerPolicy>>,
 }
 
 // === impl ObjectKey ===
@@ -84,6 +89,13 @@ impl Snapshot {
                 self.endpoint_slices
                     .insert(ObjectKey::of(&e.metadata), e.clone());
             }
+            Object::Secret(s) => {
+                self.secrets.insert(ObjectKey::of(&s.metadata), s.clone());
+            }
+            Object::BalancerPolicy(p) => {
+                self.balancer_policies
+                    .insert(ObjectKey::of(&p.metadata), p.clone());
+            }
         }
     }
 
@@ -92,10 +104,25 @@ impl Snapshot {
             + self.ingress_classes.len()
             + self.services.len()
             + self.endpoint_slices.len()
+            + self.secrets.len()
+            + self.balancer_policies.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("ingresses", &self.ingresses)
+            .field("ingress_classes", &self.ingress_classes)
+            .field("services", &self.services)
+            .field("endpoint_slices", &self.endpoint_slices)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("balancer_policies", &self.balancer_policies)
+            .finish()
     }
 }
 

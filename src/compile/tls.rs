@@ -1,0 +1,278 @@
+//! TLS: the Secrets an Ingress names in `spec.tls` become certificates by
+//! server name, and its annotations become the [`HttpsPolicy`] of its routes.
+//!
+//! A missing or broken Secret is reported once, with every host that falls
+//! back to the default certificate because of it; nothing else is affected.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use k8s_openapi::api::networking::v1::Ingress;
+use rustls::crypto::CryptoProvider;
+
+use super::Problem;
+use super::ingress::validate_host;
+use super::secret::{self, SecretError};
+use crate::model::{Certificate, HostMatch, HostTls, HttpsPolicy, TlsBuilder, TlsTable};
+use crate::source::{ObjectKey, Snapshot};
+
+/// `"false"` keeps plain HTTP for hosts that have TLS.
+pub const SSL_REDIRECT: &str = "ruststrom.io/ssl-redirect";
+/// `"true"` redirects plain HTTP even for hosts without TLS here.
+pub const FORCE_SSL_REDIRECT: &str = "ruststrom.io/force-ssl-redirect";
+/// `"max-age=31536000; includeSubDomains"`: the `Strict-Transport-Security`
+/// value for HTTPS responses.
+pub const HSTS: &str = "ruststrom.io/hsts";
+
+const INGRESS: &str = "Ingress";
+const SECRET: &str = "Secret";
+
+/// Collects the TLS hosts of the served Ingresses, loading each Secret once.
+pub(super) struct Certificates<'a> {
+    snapshot: &'a Snapshot,
+    provider: CryptoProvider,
+    now: i64,
+    builder: TlsBuilder,
+    loaded: BTreeMap<ObjectKey, Loaded>,
+    problems: Vec<Problem>,
+}
+
+/// One Secret's outcome, and who depends on it.
+struct Loaded {
+    result: Result<Certificate, SecretError>,
+    /// Hosts that use it, for the problem message when it is broken.
+    hosts: Vec<String>,
+}
+
+// === impl Certificates ===
+
+impl<'a> Certificates<'a> {
+    /// `now` is seconds since the Unix epoch, as the caller read it.
+    pub(super) fn new(snapshot: &'a Snapshot, now: i64) -> Self {
+        Self {
+            snapshot,
+            provider: rustls::crypto::ring::default_provider(),
+            now,
+            builder: TlsBuilder::default(),
+            loaded: BTreeMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Adds the `spec.tls` hosts of an accepted Ingress.
+    pub(super) fn add(&mut self, key: &ObjectKey, ingress: &Ingress) {
+        let entries = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+        let source = key.to_string();
+        for (i, entry) in entries.into_iter().flatten().enumerate() {
+            let hosts = entry.hosts.as_deref().unwrap_or_default();
+            if hosts.is_empty() {
+                self.problems.push(Problem::warning(
+                    INGRESS,
+                    key,
+                    format!("spec.tls[{i}] lists no hosts and is ignored; name the hosts its certificate is for"),
+                ));
+                continue;
+            }
+            // No secretName: the default certificate, on purpose (as
+            // ingress-nginx does); the hosts still count as HTTPS.
+            let secret = entry
+                .secret_name
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .map(|name| ObjectKey::new(key.namespace.clone(), name));
+            for host in hosts {
+                if let Err(reason) = validate_host(host) {
+                    self.problems.push(Problem::rejected(
+                        INGRESS,
+                        key,
+                        format!("spec.tls[{i}] host {host:?}: {reason}"),
+                    ));
+                    continue;
+                }
+                let matcher = HostMatch::from_rule(Some(host));
+                let certificate = secret.as_ref().and_then(|s| self.use_secret(s, &matcher));
+                let tls = HostTls {
+                    certificate,
+                    secret: secret.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    source: source.clone(),
+                };
+                if let Err(kept) = self.builder.add(&matcher, tls) {
+                    self.problems.push(Problem::warning(
+                        INGRESS,
+                        key,
+                        format!("spec.tls host {matcher} ignored: the older Ingress {kept} serves it with another Secret"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Sets `--default-ssl-certificate`; when it cannot be used the
+    /// certificate generated at start answers instead.
+    pub(super) fn set_default(&mut self, secret: Option<&ObjectKey>) {
+        let Some(secret) = secret else { return };
+        match self.load(secret) {
+            Ok(certificate) => self.builder.set_default(certificate),
+            Err(error) => self.problems.push(Problem::rejected(
+                SECRET,
+                secret,
+                format!(
+                    "--default-ssl-certificate: {error}; the generated certificate answers instead"
+                ),
+            )),
+        }
+    }
+
+    /// The TLS table, and the problems found: one per broken Secret.
+    pub(super) fn finish(mut self) -> (TlsTable, Vec<Problem>) {
+        for (key, loaded) in &self.loaded {
+            // Only the default certificate uses it: reported by set_default.
+            if loaded.hosts.is_empty() {
+                continue;
+            }
+            if let Err(error) = &loaded.result {
+                self.problems.push(Problem::rejected(
+                    SECRET,
+                    key,
+                    format!(
+                        "{error}; {} use the default certificate",
+                        loaded.hosts.join(", ")
+                    ),
+                ));
+            }
+        }
+        (self.builder.build(), self.problems)
+    }
+
+    /// The certificate of `secret` for `host`; records the host as a user
+    /// of the Secret, and warns when the certificate does not name it.
+    fn use_secret(&mut self, secret: &ObjectKey, host: &HostMatch) -> Option<Certificate> {
+        let certificate = self.load(secret).ok();
+        if let Some(loaded) = self.loaded.get_mut(secret) {
+            loaded.hosts.push(host.to_string());
+        }
+        let certificate = certificate?;
+        if secret::covers(&certificate, host) == Some(false) {
+            // Served all the same: the author may know better (a client
+            // pinning it, say), and every client rejects the default too.
+            self.problems.push(Problem::warning(
+                SECRET,
+                secret,
+                format!("the certificate does not name host {host}; clients will reject it"),
+            ));
+        }
+        Some(certificate)
+    }
+
+    fn load(&mut self, key: &ObjectKey) -> Result<Certificate, SecretError> {
+        if let Some(loaded) = self.loaded.get(key) {
+            return loaded.result.clone();
+        }
+        let result = match self.snapshot.secrets.get(key) {
+            Some(s) => secret::load(key, s, &self.provider, self.now),
+            None => Err(SecretError::Missing),
+        };
+        match &result {
+            Ok(c) => self.builder.record_expiry(key.to_string(), c.not_after),
+            Err(SecretError::Expired { not_after }) => {
+                self.builder.record_expiry(key.to_string(), *not_after);
+            }
+            Err(_) => {}
+        }
+        self.loaded.insert(
+            key.clone(),
+            Loaded {
+                result: result.clone(),
+                hosts: Vec::new(),
+            },
+        );
+        result
+    }
+}
+
+/// The HTTPS policy an Ingress's annotations ask for. A malformed value is
+/// reported and its default used.
+pub(super) fn https_policy(
+    key: &ObjectKey,
+    ingress: &Ingress,
+    problems: &mut Vec<Problem>,
+) -> Arc<HttpsPolicy> {
+    let mut policy = HttpsPolicy::default();
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return Arc::new(policy);
+    };
+    let mut flag = |name: &str, default: bool| match annotations.get(name) {
+        None => default,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            problems.push(Problem::warning(
+                INGRESS,
+                key,
+                format!("annotation {name}: {v:?} is not \"true\" or \"false\"; {default} is used"),
+            ));
+            default
+        }
+    };
+    policy.ssl_redirect = flag(SSL_REDIRECT, true);
+    policy.force_ssl_redirect = flag(FORCE_SSL_REDIRECT, false);
+    if let Some(value) = annotations.get(HSTS) {
+        match hsts(value) {
+            Some(header) => policy.hsts = Some(header),
+            None => problems.push(Problem::warning(
+                INGRESS,
+                key,
+                format!(
+                    "annotation {HSTS}: {value:?} is not \"max-age=SECONDS\" with optional \
+                     \"; includeSubDomains\" and \"; preload\"; no HSTS header is sent"
+                ),
+            )),
+        }
+    }
+    Arc::new(policy)
+}
+
+/// A `Strict-Transport-Security` value as RFC 6797 writes it.
+fn hsts(value: &str) -> Option<HeaderValue> {
+    let mut directives = value.split(';').map(str::trim);
+    let max_age = directives.next()?.strip_prefix("max-age=")?;
+    if max_age.is_empty() || !max_age.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let known = |d: &str| {
+        d.is_empty()
+            || d.eq_ignore_ascii_case("includeSubDomains")
+            || d.eq_ignore_ascii_case("preload")
+    };
+    if !directives.all(known) {
+        return None;
+    }
+    HeaderValue::from_str(value.trim()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hsts_values() {
+        for ok in [
+            "max-age=31536000",
+            "max-age=0",
+            "max-age=600; includeSubDomains",
+            "max-age=600; includeSubDomains; preload",
+        ] {
+            assert_eq!(hsts(ok).unwrap(), ok);
+        }
+        for bad in [
+            "",
+            "max-age=",
+            "max-age=soon",
+            "includeSubDomains",
+            "max-age=1; evil",
+        ] {
+            assert!(hsts(bad).is_none(), "{bad:?}");
+        }
+    }
+}

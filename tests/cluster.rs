@@ -1,0 +1,794 @@
+//! Cluster mode end to end: the real binary against the project's fake
+//! Kubernetes API server, with echo backends on 127.0.0.1.
+//!
+//! Routing like standalone mode, live EndpointSlice changes, readiness only
+//! after the initial lists, Ingress status and Events, BalancerPolicy
+//! status, an API server restart with expired history, a slow API server,
+//! leader election between two replicas, and RBAC coverage of every call.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fake_apiserver::{FakeApiServer, RecordedRequest, ResourceType};
+use http::StatusCode;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::networking::v1::Ingress;
+use serde::Deserialize;
+use serde_json::Value;
+use support::*;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Room for the watch, the debounce and the compile on a busy machine.
+const LIVE: Duration = Duration::from_secs(10);
+
+/// A fake API server and a kubeconfig pointing at it.
+struct Cluster {
+    server: FakeApiServer,
+    dir: TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let server = FakeApiServer::start().await.unwrap();
+        server.register(
+            ResourceType::new(
+                "ruststrom.io",
+                "v1alpha1",
+                "balancerpolicies",
+                "BalancerPolicy",
+                true,
+            )
+            .with_status(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        server
+            .write_kubeconfig(dir.path().join("kubeconfig"))
+            .unwrap();
+        Cluster { server, dir }
+    }
+
+    /// The binary in cluster mode against this server, plus `extra` flags.
+    async fn proxy(&self, extra: &[&str]) -> Proxy {
+        let mut args: Vec<String> = vec![
+            "--kubeconfig".into(),
+            self.dir.path().join("kubeconfig").display().to_string(),
+            "--http-addr".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+            "--workers".into(),
+            "2".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Proxy::start_args(&args).await
+    }
+
+    /// Creates or replaces every object in a multi-document YAML text.
+    fn apply(&self, yaml: &str) {
+        for doc in serde_norway::Deserializer::from_str(yaml) {
+            let value = Value::deserialize(doc).unwrap();
+            if !value.is_null() {
+                self.server.store().apply(&value).unwrap();
+            }
+        }
+    }
+
+    fn ingress(&self, name: &str) -> Ingress {
+        self.server
+            .store()
+            .get_as(Some("default"), name)
+            .unwrap_or_else(|| panic!("no Ingress {name}"))
+    }
+
+    /// The IPs in an Ingress's `status.loadBalancer.ingress`.
+    fn status_ips(&self, name: &str) -> Vec<String> {
+        self.ingress(name)
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|a| a.ip)
+            .collect()
+    }
+
+    /// Warning Events about one Ingress.
+    fn warnings(&self, name: &str) -> Vec<Value> {
+        self.server
+            .store()
+            .list("events.k8s.io/v1", "Event", Some("default"))
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == name && e["type"] == "Warning")
+            .collect()
+    }
+}
+
+/// An Ingress of our class (`support::ingress` names none, which cluster
+/// mode does not serve by default).
+fn classed(yaml: String, class: &str) -> String {
+    yaml.replacen(
+        "spec:\n",
+        &format!("spec:\n  ingressClassName: {class}\n"),
+        1,
+    )
+}
+
+fn web_ingress(host: &str, service: &str) -> String {
+    classed(
+        ingress("default", "web", host, &[("/", "Prefix", service)]),
+        "rust-strom",
+    )
+}
+
+async fn ready(proxy: &Proxy) -> bool {
+    proxy.admin("/readyz").await.status == StatusCode::OK
+}
+
+async fn wait_ready(proxy: &Proxy) {
+    wait_until(LIVE, "/readyz 200", || ready(proxy)).await;
+}
+
+/// Sends requests for `host` until stopped; returns (answered, failures).
+fn keep_requesting(
+    port: u16,
+    host: &'static str,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<(usize, Vec<StatusCode>)> {
+    tokio::spawn(async move {
+        let (mut ok, mut failed) = (0, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            let resp = get(port, host, "/").await;
+            if resp.status == StatusCode::OK {
+                ok += 1;
+            } else {
+                failed.push(resp.status);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (ok, failed)
+    })
+}
+
+/// The objects of the routing test, as one YAML text both modes read.
+fn shop(one: std::net::SocketAddr, two: std::net::SocketAddr) -> String {
+    docs(&[
+        backend_objects("default", "one", &[one]),
+        backend_objects("default", "two", &[two]),
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: rust-strom}\n\
+         spec: {controller: ruststrom.io/ingress-controller}\n"
+            .to_string(),
+        classed(
+            ingress(
+                "default",
+                "shop",
+                "shop.local",
+                &[
+                    ("/", "Prefix", "one"),
+                    ("/api", "Prefix", "two"),
+                    ("/exact", "Exact", "two"),
+                ],
+            ),
+            "rust-strom",
+        ),
+        classed(
+            ingress("default", "wild", "*.wild.local", &[("/", "Prefix", "two")]),
+            "rust-strom",
+        ),
+        classed(default_backend("default", "fallback", "one"), "rust-strom"),
+        // Another controller's: served by neither mode.
+        classed(
+            ingress(
+                "default",
+                "theirs",
+                "theirs.local",
+                &[("/", "Prefix", "one")],
+            ),
+            "nginx",
+        ),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_like_standalone_mode_and_applies_endpoint_changes_live() {
+    let one = echo("one").await;
+    let two = echo("two").await;
+    let three = echo("three").await;
+    let objects = shop(one, two);
+
+    let cluster = Cluster::start().await;
+    cluster.apply(&objects);
+    let proxy = cluster.proxy(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "shop.yaml", &objects);
+    let standalone = Proxy::start(dir.path(), &["--watch-ingress-without-class=false"]).await;
+    wait_ready(&proxy).await;
+
+    let requests = [
+        ("shop.local", "/"),
+        ("shop.local", "/api/v1"),
+        ("shop.local", "/apix"),
+        ("shop.local", "/exact"),
+        ("shop.local", "/exact/more"),
+        ("a.wild.local", "/"),
+        ("a.b.wild.local", "/"),
+        ("theirs.local", "/"),
+        ("nowhere.local", "/x"),
+    ];
+    for (host, path) in requests {
+        let cluster_resp = proxy.get(host, path).await;
+        let file_resp = standalone.get(host, path).await;
+        assert_eq!(
+            (cluster_resp.status, cluster_resp.backend()),
+            (file_resp.status, file_resp.backend()),
+            "{host}{path}: cluster mode and standalone mode differ"
+        );
+    }
+    assert!(routes_to(proxy.http_port, "shop.local", "/api", "two").await);
+
+    // The EndpointSlice of `one` now points at backend three.
+    let changed = Instant::now();
+    cluster.apply(&slice("default", "one-0", "one", three.port()));
+    wait_until(LIVE, "the EndpointSlice change is live", || {
+        routes_to(proxy.http_port, "shop.local", "/", "three")
+    })
+    .await;
+    eprintln!(
+        "EndpointSlice change live after {:?} (polled)",
+        changed.elapsed()
+    );
+    let synced = proxy
+        .metric("config_sync_duration_seconds_count")
+        .await
+        .unwrap();
+    assert!(synced >= 2.0, "first table and the change: {synced}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_and_not_routing_until_every_kind_is_listed() {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+    ]));
+    // Every response, the initial lists included, takes this long.
+    cluster.server.set_delay(Duration::from_secs(3));
+    let proxy = cluster.proxy(&[]).await;
+
+    let resp = proxy.admin("/readyz").await;
+    assert_eq!(
+        resp.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        resp.body
+    );
+    assert_eq!(
+        proxy.get("app.local", "/").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing is routed before the first table"
+    );
+
+    cluster.server.set_delay(Duration::ZERO);
+    wait_ready(&proxy).await;
+    assert!(routes_to(proxy.http_port, "app.local", "/", "one").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_status_is_written_once_and_cleared_when_no_longer_served() {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+    ]));
+    let proxy = cluster
+        .proxy(&["--publish-status-address", "10.0.0.9"])
+        .await;
+    wait_until(LIVE, "status 10.0.0.9 written", || async {
+        cluster.status_ips("web") == ["10.0.0.9"]
+    })
+    .await;
+
+    // Unrelated changes recompile, but the status is not written again.
+    let status_patches = |c: &Cluster| {
+        c.server
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PATCH" && r.path.ends_with("/namespaces/default/ingresses/web/status")
+            })
+            .count()
+    };
+    // An edit as `kubectl apply` makes it: the spec changes, the status
+    // stays (a direct store write would replace the status too).
+    let mut edited = cluster.ingress("web");
+    let rules = edited.spec.as_mut().unwrap().rules.as_mut().unwrap();
+    rules[0].host = Some("app2.local".into());
+    cluster.server.store().replace(&edited).unwrap();
+    wait_until(LIVE, "the edit is live", || {
+        routes_to(proxy.http_port, "app2.local", "/", "one")
+    })
+    .await;
+    // The writer runs after each publish; give it time to (not) write.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_patches(&cluster), 1, "one write for one value");
+
+    // Another class: no longer ours, so our address goes.
+    let mut moved = cluster.ingress("web");
+    moved.spec.as_mut().unwrap().ingress_class_name = Some("nginx".into());
+    cluster.server.store().replace(&moved).unwrap();
+    wait_until(LIVE, "no longer routed", || async {
+        proxy.get("app2.local", "/").await.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    wait_until(LIVE, "status cleared", || async {
+        cluster.status_ips("web").is_empty()
+    })
+    .await;
+    assert_eq!(status_patches(&cluster), 2, "written, then cleared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_restart_with_expired_history_keeps_traffic_flowing() {
+    let one = echo("one").await;
+    let two = echo("two").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = keep_requesting(proxy.http_port, "app.local", stop.clone());
+
+    // Restart: every resourceVersion is too old and every watch ends, so
+    // each reflector gets 410 Gone and lists again.
+    cluster.server.expire_history();
+    cluster.server.drop_watches();
+    // Changes made while the watches are down.
+    cluster.apply(&docs(&[
+        backend_objects("default", "two", &[two]),
+        classed(
+            ingress("default", "new", "new.local", &[("/", "Prefix", "two")]),
+            "rust-strom",
+        ),
+    ]));
+    wait_until(LIVE, "changes made during the restart are live", || {
+        routes_to(proxy.http_port, "new.local", "/", "two")
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = traffic.await.unwrap();
+    assert!(ok > 0);
+    assert!(
+        failed.is_empty(),
+        "requests failed during the restart: {failed:?}"
+    );
+    let relisted = cluster
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/ingresses") && !r.query.contains("watch=true"))
+        .count();
+    assert!(relisted >= 2, "Ingresses listed at start and after the 410");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_api_server_does_not_stop_traffic() {
+    let one = echo("one").await;
+    let two = echo("two").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = keep_requesting(proxy.http_port, "app.local", stop.clone());
+
+    // Every watch must start again, each start taking a second.
+    cluster.server.set_delay(Duration::from_secs(1));
+    cluster.server.drop_watches();
+    cluster.apply(&slice("default", "one-0", "one", two.port()));
+    wait_until(LIVE, "the change arrives through the slow server", || {
+        routes_to(proxy.http_port, "app.local", "/", "two")
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = traffic.await.unwrap();
+    assert!(ok > 0);
+    assert!(failed.is_empty(), "requests failed: {failed:?}");
+    assert!(ready(&proxy).await, "still ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_ingress_gets_one_warning_event() {
+    let one = echo("one").await;
+    let two = echo("two").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        backend_objects("default", "two", &[two]),
+        web_ingress("app.local", "one"),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+
+    // The same host and path as the older `web`, to another Service.
+    cluster.apply(&classed(
+        ingress("default", "zz-late", "app.local", &[("/", "Prefix", "two")]),
+        "rust-strom",
+    ));
+    wait_until(LIVE, "a Warning Event on zz-late", || async {
+        !cluster.warnings("zz-late").is_empty()
+    })
+    .await;
+    let event = &cluster.warnings("zz-late")[0];
+    assert_eq!(event["reason"], "Conflict", "{event}");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("conflicts with the older Ingress default/web"),
+        "{event}"
+    );
+    assert!(routes_to(proxy.http_port, "app.local", "/", "one").await);
+
+    // More compiles with the problem still there: no second Event.
+    cluster.apply(&web_ingress("app.local", "one").replace("name: web", "name: web2"));
+    cluster.apply(&classed(
+        ingress("default", "other", "other.local", &[("/", "Prefix", "two")]),
+        "rust-strom",
+    ));
+    wait_until(LIVE, "the next change is live", || {
+        routes_to(proxy.http_port, "other.local", "/", "two")
+    })
+    .await;
+    assert_eq!(cluster.warnings("zz-late").len(), 1);
+    assert!(
+        proxy.stderr().await.contains("name=zz-late"),
+        "logged with its name"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balancer_policy_gets_accepted_and_a_second_one_conflicted() {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    let policy = |name: &str| {
+        format!(
+            "apiVersion: ruststrom.io/v1alpha1\nkind: BalancerPolicy\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec:\n  targetRef: {{kind: Service, name: one}}\n  loadBalancer: {{algorithm: LeastConnection}}\n"
+        )
+    };
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+        policy("first"),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+    let condition = |name: &str, kind: &str| -> Option<(String, String, i64)> {
+        let policy = cluster.server.store().get(
+            "ruststrom.io/v1alpha1",
+            "BalancerPolicy",
+            Some("default"),
+            name,
+        )?;
+        let conditions = policy["status"]["conditions"].as_array()?.clone();
+        let c = conditions.iter().find(|c| c["type"] == kind)?;
+        Some((
+            c["status"].as_str()?.to_string(),
+            c["reason"].as_str()?.to_string(),
+            c["observedGeneration"].as_i64()?,
+        ))
+    };
+    wait_until(LIVE, "first Accepted", || async {
+        condition("first", "Accepted") == Some(("True".into(), "Accepted".into(), 1))
+    })
+    .await;
+    assert_eq!(
+        condition("first", "ResolvedRefs").map(|c| c.0),
+        Some("True".into())
+    );
+
+    cluster.apply(&policy("second"));
+    wait_until(LIVE, "second Conflicted", || async {
+        condition("second", "Conflicted").map(|c| c.0) == Some("True".into())
+    })
+    .await;
+    assert_eq!(
+        condition("second", "Accepted").map(|c| (c.0, c.1)),
+        Some(("False".into(), "Conflicted".into()))
+    );
+    assert!(routes_to(proxy.http_port, "app.local", "/", "one").await);
+}
+
+/// `identity=...` from the election's start-up log line.
+async fn identity(proxy: &Proxy) -> String {
+    let deadline = Instant::now() + LIVE;
+    loop {
+        let stderr = proxy.stderr().await;
+        let found = stderr
+            .lines()
+            .find(|l| l.contains("leader election"))
+            .and_then(|l| l.split("identity=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next());
+        if let Some(id) = found {
+            return id.to_string();
+        }
+        assert!(Instant::now() < deadline, "no identity logged:\n{stderr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_status_and_a_peer_takes_over() {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+    ]));
+    let flags = [
+        "--publish-status-address",
+        "10.0.0.9",
+        "--election-lease-duration",
+        "3s",
+        "--election-renew-deadline",
+        "2s",
+        "--election-retry-period",
+        "250ms",
+    ];
+    let a = cluster.proxy(&flags).await;
+    let b = cluster.proxy(&flags).await;
+    let (id_a, id_b) = (identity(&a).await, identity(&b).await);
+    assert_ne!(id_a, id_b);
+    wait_ready(&a).await;
+    wait_ready(&b).await;
+    // Every replica serves traffic.
+    assert!(routes_to(a.http_port, "app.local", "/", "one").await);
+    assert!(routes_to(b.http_port, "app.local", "/", "one").await);
+
+    wait_until(LIVE, "status written", || async {
+        cluster.status_ips("web") == ["10.0.0.9"]
+    })
+    .await;
+    let holder = || {
+        cluster
+            .server
+            .store()
+            .get_as::<Lease>(Some("default"), "rust-strom-leader")
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+    };
+    let leader_id = holder().expect("a holder");
+    let (leader, follower, follower_id) = if leader_id == id_a {
+        (a, b, id_b)
+    } else {
+        assert_eq!(leader_id, id_b);
+        (b, a, id_a)
+    };
+    assert!(leader.stderr().await.contains("status updated"));
+    assert!(
+        !follower.stderr().await.contains("status updated"),
+        "only the leader writes"
+    );
+
+    // The leader dies without giving the Lease up (SIGKILL).
+    drop(leader);
+    cluster.apply(&classed(
+        ingress("default", "later", "later.local", &[("/", "Prefix", "one")]),
+        "rust-strom",
+    ));
+    wait_until(LIVE, "the follower takes the Lease", || async {
+        holder().as_deref() == Some(follower_id.as_str())
+    })
+    .await;
+    wait_until(LIVE, "the new leader writes status", || async {
+        cluster.status_ips("later") == ["10.0.0.9"]
+    })
+    .await;
+    assert!(follower.stderr().await.contains("became the leader"));
+    assert!(routes_to(follower.http_port, "later.local", "/", "one").await);
+}
+
+// ---------------------------------------------------------------------------
+// RBAC: every call the controller makes is allowed by deploy/rbac.yaml
+// ---------------------------------------------------------------------------
+
+/// One RBAC rule, from a ClusterRole (any namespace) or a Role (its own).
+#[derive(Debug)]
+struct Rule {
+    namespace: Option<String>,
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// What one API request needs: `(group, resource[/subresource], verb, namespace)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Access {
+    group: String,
+    resource: String,
+    verb: String,
+    namespace: Option<String>,
+}
+
+fn rbac_rules() -> Vec<Rule> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut rules = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(&text) {
+        let doc = Value::deserialize(doc).unwrap();
+        let namespace = match doc["kind"].as_str() {
+            Some("ClusterRole") => None,
+            Some("Role") => Some(doc["metadata"]["namespace"].as_str().unwrap().to_string()),
+            _ => continue,
+        };
+        for rule in doc["rules"].as_array().unwrap() {
+            rules.push(Rule {
+                namespace: namespace.clone(),
+                groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                verbs: strings(&rule["verbs"]),
+            });
+        }
+    }
+    rules
+}
+
+/// Maps a request to what RBAC checks; `None` for non-resource URLs.
+fn access(r: &RecordedRequest) -> Option<Access> {
+    let parts: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        rest => (None, rest),
+    };
+    let (resource, name, sub) = match rest {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some(*name), None),
+        [resource, name, sub] => (*resource, Some(*name), Some(*sub)),
+        _ => return None,
+    };
+    let watching = r
+        .query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
+    let verb = match (r.method.as_str(), name) {
+        ("GET", _) if watching => "watch",
+        ("GET", Some(_)) => "get",
+        ("GET", None) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", Some(_)) => "delete",
+        ("DELETE", None) => "deletecollection",
+        _ => return None,
+    };
+    Some(Access {
+        group: group.to_string(),
+        resource: match sub {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_string(),
+        },
+        verb: verb.to_string(),
+        namespace,
+    })
+}
+
+fn allowed(rules: &[Rule], a: &Access) -> bool {
+    let any = |list: &[String], want: &str| list.iter().any(|x| x == want || x == "*");
+    rules.iter().any(|rule| {
+        rule.namespace
+            .as_ref()
+            .is_none_or(|ns| a.namespace.as_ref() == Some(ns))
+            && any(&rule.groups, &a.group)
+            && any(&rule.resources, &a.resource)
+            && any(&rule.verbs, &a.verb)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_call_is_covered_by_deploy_rbac() {
+    let one = echo("one").await;
+    let two = echo("two").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        backend_objects("default", "two", &[two]),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: lb, namespace: rust-strom}\n\
+         spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}\n"
+            .to_string(),
+        web_ingress("app.local", "one"),
+        classed(
+            ingress("default", "zz-late", "app.local", &[("/", "Prefix", "two")]),
+            "rust-strom",
+        ),
+        "apiVersion: ruststrom.io/v1alpha1\nkind: BalancerPolicy\nmetadata: {name: p, namespace: default}\n\
+         spec: {targetRef: {kind: Service, name: one}}\n"
+            .to_string(),
+    ]));
+    let mut proxy = cluster
+        .proxy(&[
+            "--publish-service",
+            "rust-strom/lb",
+            "--election-namespace",
+            "rust-strom",
+            "--election-retry-period",
+            "250ms",
+        ])
+        .await;
+    wait_until(
+        LIVE,
+        "status, policy status and an Event written",
+        || async {
+            let policy = cluster.server.store().get(
+                "ruststrom.io/v1alpha1",
+                "BalancerPolicy",
+                Some("default"),
+                "p",
+            );
+            cluster.status_ips("web") == ["10.96.0.10"]
+                && !cluster.warnings("zz-late").is_empty()
+                && policy.is_some_and(|p| p["status"]["conditions"].is_array())
+        },
+    )
+    .await;
+    // A graceful stop also releases the Lease.
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(LIVE).await.is_some_and(|s| s.success()));
+
+    let rules = rbac_rules();
+    let mut seen = BTreeSet::new();
+    let mut denied = BTreeSet::new();
+    for request in cluster.server.requests() {
+        let Some(a) = access(&request) else {
+            panic!("a call RBAC cannot grant by resource: {request:?}");
+        };
+        if !allowed(&rules, &a) {
+            denied.insert(a.clone());
+        }
+        seen.insert((a.resource.clone(), a.verb.clone()));
+    }
+    assert!(
+        denied.is_empty(),
+        "not allowed by deploy/rbac.yaml: {denied:#?}"
+    );
+    // Not a vacuous pass: each kind of call was made.
+    for (resource, verb) in [
+        ("ingresses", "watch"),
+        ("ingresses/status", "patch"),
+        ("secrets", "list"),
+        ("balancerpolicies/status", "patch"),
+        ("events", "create"),
+        ("leases", "create"),
+        ("leases", "update"),
+    ] {
+        assert!(
+            seen.contains(&(resource.to_string(), verb.to_string())),
+            "{verb} {resource} never happened: {seen:?}"
+        );
+    }
+}
