@@ -1,7 +1,7 @@
 //! Compiles snapshots and swaps the live routing table: the one place where
 //! the control side hands a table to the data plane.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,8 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use crate::balance::StateRegistry;
-use crate::compile::{CompileOptions, PolicyStatus, Problem, Severity, compile};
+use crate::compile::{CompileOptions, PolicyStatus, Problem, Severity, compile, refresh_backends};
 use crate::metrics::Metrics;
+use crate::model::Backend;
 use crate::proxy::SharedTable;
 use crate::source::{ObjectKey, Snapshot};
 
@@ -85,6 +86,51 @@ impl Publisher {
 
     /// Compiles `snapshot` and makes it the live table. Requests in flight
     /// keep the table they started with; new ones see the new table.
+    /// Only EndpointSlices of `services` (`namespace/name`) changed: swaps
+    /// in a copy of the live table whose backends of those Services have
+    /// fresh endpoints, without a compile. Hosts, paths, policies, problems
+    /// and status cannot have changed, so nothing else is redone. Returns the
+    /// number of backends refreshed.
+    pub fn refresh_endpoints(
+        &mut self,
+        snapshot: &Snapshot,
+        services: &HashSet<String>,
+        noticed: Instant,
+    ) -> usize {
+        let live = self.table.load_full();
+        let mut affected: Vec<Arc<Backend>> = Vec::new();
+        for backend in live.backends() {
+            if services.contains(&backend.service)
+                && !affected.iter().any(|b| Arc::ptr_eq(b, backend))
+            {
+                affected.push(backend.clone());
+            }
+        }
+        let fresh: HashMap<*const Backend, Arc<Backend>> =
+            refresh_backends(snapshot, &self.options, &affected)
+                .into_iter()
+                .map(|(old, new)| (Arc::as_ptr(&old), new))
+                .collect();
+        for backend in fresh.values() {
+            backend.attach(&self.states, &self.metrics);
+        }
+        self.generation += 1;
+        let table = live.with_backends(self.generation, |b| fresh.get(&Arc::as_ptr(b)).cloned());
+        self.table.store(Arc::new(table));
+        self.states.prune();
+
+        let m = &self.metrics;
+        m.table_generation.set(self.generation as i64);
+        m.reloads.with_label_values(&["success"]).inc();
+        m.sync_duration.observe(noticed.elapsed().as_secs_f64());
+        tracing::info!(
+            generation = self.generation,
+            backends = fresh.len(),
+            "endpoints refreshed without a recompile"
+        );
+        fresh.len()
+    }
+
     pub fn publish(&mut self, snapshot: &Snapshot, noticed: Instant) -> Published {
         self.generation += 1;
         let compiled = compile(snapshot, &self.options, self.generation, SystemTime::now());

@@ -79,8 +79,12 @@ pub async fn run(
         tokio::time::sleep_until(since + window).await;
         let pending = changes.take();
         let noticed = pending.since.unwrap_or(since);
-        if pending.needs_compile(&state.routed) {
+        if pending.full {
             state = state.compile(noticed, &served).await?;
+        } else if pending.needs_compile(&state.routed) {
+            // Only endpoints of routed Services changed: fresh backends in
+            // a copy of the live table, no compile.
+            state = state.refresh(noticed, pending.services).await?;
         } else {
             tracing::debug!(
                 services = pending.services.len(),
@@ -101,6 +105,35 @@ struct Compiling {
 }
 
 impl Compiling {
+    /// Refreshes the endpoints of `services` in the live table, away from
+    /// request handling.
+    async fn refresh(
+        self,
+        noticed: Instant,
+        services: HashSet<ObjectKey>,
+    ) -> Result<Self, SyncError> {
+        let Compiling {
+            mut publisher,
+            caches,
+            routed,
+            ..
+        } = self;
+        let started = Instant::now();
+        let services: HashSet<String> = services.iter().map(ToString::to_string).collect();
+        let (publisher, caches) = tokio::task::spawn_blocking(move || {
+            let snapshot = caches.snapshot();
+            publisher.refresh_endpoints(&snapshot, &services, noticed);
+            (publisher, caches)
+        })
+        .await?;
+        Ok(Compiling {
+            publisher,
+            caches,
+            routed,
+            took: started.elapsed(),
+        })
+    }
+
     /// Snapshots the caches and publishes, away from request handling.
     async fn compile(
         self,

@@ -248,6 +248,15 @@ async fn routes_like_standalone_mode_and_applies_endpoint_changes_live() {
         .await
         .unwrap();
     assert!(synced >= 2.0, "first table and the change: {synced}");
+    // An endpoint-only change swaps fresh backends into the live table
+    // instead of recompiling everything.
+    let stderr = proxy.stderr().await;
+    assert!(
+        stderr.contains("endpoints refreshed without a recompile"),
+        "{stderr}"
+    );
+    // Untouched routes keep working.
+    assert!(routes_to(proxy.http_port, "shop.local", "/api", "two").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,7 @@ pub use service::WEIGHT_ANNOTATION;
 pub use tls::{FORCE_SSL_REDIRECT, HSTS, SSL_REDIRECT};
 pub use x509::rfc3339;
 
-use crate::model::{RoutingTable, TableBuilder};
+use crate::model::{Backend, RoutingTable, TableBuilder};
 use crate::source::{ObjectKey, Snapshot};
 
 /// What decides which Ingresses are ours and which backends are allowed.
@@ -97,6 +97,26 @@ pub fn compile(
         ingresses: ours.into_iter().map(|(k, _)| k).collect(),
         policies: policy_statuses,
     }
+}
+
+/// New endpoints for existing backends, when only EndpointSlices changed:
+/// each backend keeps its Service port and policy and gets the endpoints the
+/// snapshot's slices now list. A backend that cannot be re-resolved (its
+/// Service vanished, which is not an endpoint-only change) is left out, and
+/// the caller keeps the old one.
+pub fn refresh_backends(
+    snapshot: &Snapshot,
+    options: &CompileOptions,
+    backends: &[Arc<Backend>],
+) -> Vec<(Arc<Backend>, Arc<Backend>)> {
+    let mut resolver = service::Resolver::new(snapshot, options, policy::Policies::none());
+    backends
+        .iter()
+        .filter_map(|old| match resolver.refresh(old)? {
+            Ok(new) => Some((old.clone(), Arc::new(new))),
+            Err(_) => None,
+        })
+        .collect()
 }
 
 /// Conflicts go to the oldest Ingress, then by namespace/name.

@@ -43,6 +43,15 @@ pub(super) struct Policies {
 }
 
 impl Policies {
+    /// No policies: every backend gets the defaults.
+    pub(super) fn none() -> Self {
+        Self {
+            default: Arc::new(BackendPolicy::default()),
+            by_service: HashMap::new(),
+            by_ingress: HashMap::new(),
+        }
+    }
+
     /// Resolves every policy in the snapshot.
     pub(super) fn new(snapshot: &Snapshot) -> (Self, Vec<PolicyStatus>, Vec<Problem>) {
         let mut ordered: Vec<_> = snapshot.balancer_policies.iter().collect();

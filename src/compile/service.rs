@@ -105,6 +105,20 @@ impl<'a> Resolver<'a> {
         resolved
     }
 
+    /// Re-resolves the endpoints of an existing backend (same Service port,
+    /// same policy) from the current slices. `None` for a backend that was
+    /// never resolved (an unresolvable rule's placeholder).
+    pub(super) fn refresh(&mut self, backend: &Backend) -> Option<Result<Backend, String>> {
+        let (namespace, name) = backend.service.split_once('/')?;
+        let port = backend.id.rsplit_once(':')?.1;
+        let port = match port.parse::<i32>() {
+            Ok(n) => PortRef::Number(n),
+            Err(_) => PortRef::Name(port.to_string()),
+        };
+        let key = ObjectKey::new(namespace, name);
+        Some(self.resolve(&key, &port, backend.policy.clone()))
+    }
+
     /// Problems found in EndpointSlices along the way.
     pub(super) fn into_problems(self) -> Vec<Problem> {
         let mut problems = self.problems;

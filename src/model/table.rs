@@ -7,7 +7,7 @@ use super::host::wildcard_suffix;
 use super::{Backend, HostMatch, HttpsPolicy, PathMatch, TlsTable};
 
 /// One path rule and where it sends traffic.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Route {
     pub path: PathMatch,
     pub backend: Arc<Backend>,
@@ -106,6 +106,44 @@ impl RoutingTable {
     /// The certificates and TLS hosts of this table.
     pub fn tls(&self) -> &TlsTable {
         &self.tls
+    }
+
+    /// A copy of this table as generation `generation`, with the backends
+    /// `replace` returns a substitute for swapped in and everything else
+    /// shared. Endpoint-only changes take this path instead of a full
+    /// compile: hosts, paths, policies and certificates cannot change.
+    pub fn with_backends(
+        &self,
+        generation: u64,
+        mut replace: impl FnMut(&Arc<Backend>) -> Option<Arc<Backend>>,
+    ) -> RoutingTable {
+        let mut route = |r: &Route| {
+            let mut r = r.clone();
+            if let Some(b) = replace(&r.backend) {
+                r.backend = b;
+            }
+            r
+        };
+        let mut hosts = |map: &HashMap<String, HostRoutes>| {
+            map.iter()
+                .map(|(h, routes)| {
+                    let routes = routes.routes.iter().map(&mut route).collect();
+                    (h.clone(), HostRoutes { routes })
+                })
+                .collect::<HashMap<_, _>>()
+        };
+        let exact = hosts(&self.exact);
+        let wildcard = hosts(&self.wildcard);
+        RoutingTable {
+            generation,
+            exact,
+            wildcard,
+            any: HostRoutes {
+                routes: self.any.routes.iter().map(&mut route).collect(),
+            },
+            default_backend: self.default_backend.as_ref().map(&mut route),
+            tls: self.tls.clone(),
+        }
     }
 
     /// Every route's backend (and the default backend's), without the

@@ -56,7 +56,7 @@ pub struct HttpsPolicy {
 
 /// Certificates by server name: exact names, then one-label wildcards, then
 /// the default certificate.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct TlsTable {
     exact: HashMap<String, HostTls>,
     wildcard: HashMap<String, HostTls>,

@@ -289,3 +289,52 @@ fn an_endpoint_ready_in_one_slice_and_draining_in_another_is_ready_only() {
     assert_eq!(addrs(&b.ready), ["10.0.0.9:8080"]);
     assert!(b.fallback.is_empty(), "{:?}", b.fallback);
 }
+
+#[test]
+fn endpoint_only_changes_refresh_backends_in_a_copy_of_the_table() {
+    let objects = [
+        backends("shop", &["a", "b"]),
+        vec![
+            mk_ingress("shop", "web")
+                .rule(
+                    Some("x.com"),
+                    &[("/a", "Prefix", "a", "80"), ("/b", "Prefix", "b", "80")],
+                )
+                .build(),
+        ],
+    ]
+    .concat();
+    let c = run(&objects);
+    let a_before = route(&c, "x.com", "/a").unwrap().backend.clone();
+    let b_before = route(&c, "x.com", "/b").unwrap().backend.clone();
+
+    // Service a's slice now lists two other addresses.
+    let mut changed = objects.clone();
+    changed.push(mk_slice(
+        "shop",
+        "a-1",
+        "a",
+        &[("http", 8080)],
+        vec![ready("10.9.0.1"), ready("10.9.0.2")],
+    ));
+    let snapshot: Snapshot = changed.iter().collect();
+    let fresh =
+        super::super::refresh_backends(&snapshot, &options(), std::slice::from_ref(&a_before));
+    assert_eq!(fresh.len(), 1);
+    let table = c.table.with_backends(8, |b| {
+        fresh
+            .iter()
+            .find(|(old, _)| Arc::ptr_eq(old, b))
+            .map(|(_, new)| new.clone())
+    });
+    let a_after = &table.lookup("x.com", "/a").unwrap().backend;
+    assert_eq!(addrs(&a_after.ready), ["10.9.0.1:8080", "10.9.0.2:8080"]);
+    assert_eq!(a_after.id, a_before.id);
+    assert_eq!(a_after.policy, a_before.policy);
+    // Everything else is shared with the old table, not rebuilt.
+    assert!(Arc::ptr_eq(
+        &table.lookup("x.com", "/b").unwrap().backend,
+        &b_before
+    ));
+    assert_eq!(table.generation(), 8);
+}
