@@ -30,7 +30,10 @@ const PER_FILE: usize = 100;
 const CHANGES: usize = 100;
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    // `cargo bench` passes `--bench`; `cargo test` runs this as a smoke test
+    // (a debug build at 10,000 Ingresses would only slow the suite down).
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
     println!(
         "| ingresses | paths | endpoints | full compile | 1 change p50 | 1 change p99 | max | 1 endpoint change p50 | p99 |"
