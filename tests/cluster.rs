@@ -259,6 +259,53 @@ async fn routes_like_standalone_mode_and_applies_endpoint_changes_live() {
     assert!(routes_to(proxy.http_port, "shop.local", "/api", "two").await);
 }
 
+/// TLS from the API server: the Secret an Ingress names is served by SNI,
+/// and a renewed Secret (as cert-manager writes it) reaches the next
+/// handshake without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_secrets_from_the_api_server_are_served_and_rotated() {
+    use support::tls::{gen_cert, https_get, presented, tls_ingress, tls_secret};
+
+    let web = echo("secure").await;
+    let first = gen_cert(&["secure.local"]);
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        classed(
+            tls_ingress(
+                "default",
+                "secure",
+                &["secure.local"],
+                "web",
+                &[],
+                &[(&["secure.local"], "secure-tls")],
+            ),
+            "rust-strom",
+        ),
+        backend_objects("default", "web", &[web]),
+        tls_secret("default", "secure-tls", &first),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+    let port = proxy.https_port().await;
+
+    assert_eq!(presented(port, Some("secure.local")).await, first.der);
+    let resp = https_get(port, "secure.local", "/").await;
+    assert_eq!(
+        (resp.status, resp.backend()),
+        (StatusCode::OK, Some("secure"))
+    );
+    // Plain HTTP to a TLS host is redirected.
+    let plain = proxy.get("secure.local", "/x").await;
+    assert_eq!(plain.status, StatusCode::PERMANENT_REDIRECT);
+
+    let renewed = gen_cert(&["secure.local"]);
+    cluster.apply(&tls_secret("default", "secure-tls", &renewed));
+    wait_until(LIVE, "the renewed certificate is served", || async {
+        presented(port, Some("secure.local")).await == renewed.der
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_and_not_routing_until_every_kind_is_listed() {
     let one = echo("one").await;
