@@ -97,14 +97,6 @@ impl HealthChecker {
             self.tasks.insert(key, Running { task, state });
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
 }
 
 /// Keeps the checks in step with the live table (checked every second) and

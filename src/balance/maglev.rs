@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 const TABLE_SIZE: usize = 65_537;
 
 /// The lookup table: slot -> endpoint index.
-pub struct Maglev {
+pub(super) struct Maglev {
     table: Vec<u32>,
 }
 

@@ -19,7 +19,8 @@ mod sticky;
 use std::sync::Arc;
 
 pub use endpoint::{EndpointState, Health, InFlight, StateRegistry};
-pub use maglev::{Maglev, hash_with};
+use maglev::Maglev;
+pub use maglev::hash_with;
 pub use sticky::sticky_id;
 
 use round_robin::Schedule;

@@ -28,7 +28,6 @@ pub struct Sent {
     pub response: Response<Incoming>,
     /// The request counts as in flight on its endpoint until dropped.
     pub in_flight: InFlight,
-    pub endpoint: Endpoint,
     /// Whether a retry produced it.
     pub retried: bool,
 }
@@ -150,7 +149,6 @@ pub async fn send(
                     Ok(Sent {
                         response,
                         in_flight,
-                        endpoint,
                         retried: tries > 1,
                     })
                 }
