@@ -7,6 +7,11 @@ use clap::Parser;
 use rust_strom::cli::{Cli, Command};
 use rust_strom::config::Settings;
 
+/// mimalloc: fewer instructions per allocation than glibc's malloc, and no
+/// lock contention between workers (see the README's Performance section).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -59,12 +64,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// One worker gets tokio's single-threaded scheduler: the same one thread
+/// serving everything, without the work-stealing bookkeeping (measurably
+/// fewer instructions per request). More workers share tasks by stealing.
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("rust-strom")
-        .enable_all()
-        .build()?)
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    Ok(builder.thread_name("rust-strom").enable_all().build()?)
 }
 
 fn init_tracing() {

@@ -94,6 +94,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let Listeners { http, https, admin } = listeners;
     let health_task = crate::health::spawn(table.clone(), metrics.clone());
+    let reaper_task = proxy::upstream::spawn_reaper(table.clone());
     let admin_state = Arc::new(AdminState {
         metrics: metrics.clone(),
         ready,
@@ -103,7 +104,7 @@ pub async fn serve(
     let acceptor = proxy::tls::acceptor(table.clone())?;
     let proxy = Arc::new(Proxy {
         table,
-        clients: proxy::upstream::Clients::new(metrics.backends.connections_opened.clone()),
+        upstream: proxy::upstream::Upstream::new(metrics.backends.connections_opened.clone()),
         metrics,
         request_timeout: settings.request_timeout,
         tunnels: proxy::upgrade::Tunnels::new(),
@@ -121,6 +122,7 @@ pub async fn serve(
     );
     admin_task.abort();
     health_task.abort();
+    reaper_task.abort();
     tracing::info!("stopped");
     Ok(())
 }

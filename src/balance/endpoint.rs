@@ -1,6 +1,7 @@
 //! Live state of one Service endpoint: in-flight requests, latency, health,
-//! passive ejection. Shared by every route and every table that uses the
-//! endpoint, so a configuration change resets none of it.
+//! passive ejection, idle keep-alive connections. Shared by every route and
+//! every table that uses the endpoint, so a configuration change resets none
+//! of it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -9,6 +10,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
+
+use crate::proxy::upstream::IdlePool;
 
 /// Active health-check verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct EndpointState {
     /// Milliseconds since `epoch` until which the endpoint is ejected.
     ejected_until_ms: AtomicU64,
     ewma: Mutex<Ewma>,
+    /// Keep-alive connections to this endpoint waiting for a request.
+    pool: IdlePool,
 }
 
 /// Peak-sensitive moving average of response latency (as linkerd and
@@ -83,6 +88,7 @@ impl EndpointState {
                 cost_ns: EWMA_DEFAULT.as_nanos() as f64,
                 stamp: epoch,
             }),
+            pool: IdlePool::default(),
         }
     }
 
@@ -99,6 +105,10 @@ impl EndpointState {
     /// Time since the endpoint was first seen.
     pub fn age(&self) -> Duration {
         self.created.elapsed()
+    }
+
+    pub fn pool(&self) -> &IdlePool {
+        &self.pool
     }
 
     pub fn in_flight(&self) -> u32 {

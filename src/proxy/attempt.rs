@@ -13,14 +13,12 @@
 //! Every try feeds the passive health check: failures in a row eject the
 //! endpoint; any success resets its count.
 
-use http::uri::Uri;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::Error;
 
-use super::upstream::{Client, UpstreamBody};
-use crate::balance::InFlight;
+use super::upstream::{Lease, Upstream, UpstreamBody, UpstreamError as Error};
+use crate::balance::{EndpointState, InFlight};
 use crate::model::{Algorithm, Backend, Endpoint, Picked};
 
 /// A response from the backend, with the try that produced it.
@@ -28,6 +26,8 @@ pub struct Sent {
     pub response: Response<Incoming>,
     /// The request counts as in flight on its endpoint until dropped.
     pub in_flight: InFlight,
+    /// The connection it came on, to pool again once the body is read.
+    pub lease: Lease,
     /// Whether a retry produced it.
     pub retried: bool,
 }
@@ -51,7 +51,7 @@ pub enum Failed {
 
 /// What one try came to.
 enum Outcome {
-    Answered(Response<Incoming>),
+    Answered(Response<Incoming>, Lease),
     Refused(Error),
     Broke(Error),
     TimedOut,
@@ -59,7 +59,7 @@ enum Outcome {
 
 /// Sends `req` (already addressed to `first`) under `backend`'s policy.
 pub async fn send(
-    client: &Client,
+    upstream: &Upstream,
     backend: &Backend,
     hash: Option<u64>,
     req: Request<Incoming>,
@@ -85,7 +85,7 @@ pub async fn send(
         metrics.requests.inc();
         metrics.upstream_requests.inc();
         let in_flight = state.start();
-        let outcome = try_once(client, request, backend).await;
+        let outcome = try_once(upstream, request, backend, &endpoint, &state).await;
 
         // A pooled keep-alive connection the backend closed just as the
         // request went out: not the backend's failure, and not a retry. The
@@ -95,19 +95,18 @@ pub async fn send(
             && idempotent
             && !resent_stale
             && is_stale_connection(error)
-            && let Some(again) = readdress(copy, &endpoint)
         {
             resent_stale = true;
             tries -= 1;
             drop(in_flight);
             tracing::debug!(backend = %backend.id, %endpoint, "pooled connection was closed; sending again");
-            request = again;
+            request = resend(copy);
             continue;
         }
 
         // Passive health, and whether the policy allows another try.
         let allowed = match &outcome {
-            Outcome::Answered(response) => {
+            Outcome::Answered(response, _) => {
                 let status = response.status();
                 if is_gateway_error(status) {
                     metrics.errors.inc();
@@ -121,7 +120,7 @@ pub async fn send(
             Outcome::Broke(_) => idempotent && policy.on_reset,
             Outcome::TimedOut => idempotent && policy.on_timeout,
         };
-        if !matches!(outcome, Outcome::Answered(_)) {
+        if !matches!(outcome, Outcome::Answered(..)) {
             metrics.errors.inc();
             backend.record_failure(&state);
         }
@@ -140,7 +139,7 @@ pub async fn send(
             .filter(|_| backend.take_retry());
         let Some((copy, next)) = retry else {
             return match outcome {
-                Outcome::Answered(response) => {
+                Outcome::Answered(response, lease) => {
                     // Latency samples feed PeakEWMA only; others skip the
                     // lock and the exp().
                     if backend.policy.algorithm == Algorithm::PeakEwma {
@@ -149,6 +148,7 @@ pub async fn send(
                     Ok(Sent {
                         response,
                         in_flight,
+                        lease,
                         retried: tries > 1,
                     })
                 }
@@ -158,19 +158,29 @@ pub async fn send(
             };
         };
         drop(in_flight);
-        let Some(readdressed) = readdress(copy, next.endpoint) else {
-            return Err(Failed::Timeout { endpoint });
-        };
         metrics.retries.inc();
         tracing::debug!(backend = %backend.id, from = %endpoint, to = %next.endpoint, "retrying");
         endpoint = next.endpoint.clone();
         state = next.state.clone();
-        request = readdressed;
+        request = resend(copy);
     }
 }
 
-async fn try_once(client: &Client, request: Request<UpstreamBody>, backend: &Backend) -> Outcome {
-    let sending = client.request(request);
+async fn try_once(
+    upstream: &Upstream,
+    request: Request<UpstreamBody>,
+    backend: &Backend,
+    endpoint: &Endpoint,
+    state: &EndpointState,
+) -> Outcome {
+    let policy = &backend.policy;
+    let sending = upstream.send(
+        endpoint,
+        state,
+        policy.connect_timeout,
+        policy.idle_timeout,
+        request,
+    );
     let result = match backend.policy.retries.per_try_timeout {
         Some(limit) => match tokio::time::timeout(limit, sending).await {
             Ok(result) => result,
@@ -179,8 +189,8 @@ async fn try_once(client: &Client, request: Request<UpstreamBody>, backend: &Bac
         None => sending.await,
     };
     match result {
-        Ok(response) => Outcome::Answered(response),
-        Err(e) if e.is_connect() => Outcome::Refused(e),
+        Ok((response, lease)) => Outcome::Answered(response, lease),
+        Err(e @ Error::Connect(_)) => Outcome::Refused(e),
         Err(e) => Outcome::Broke(e),
     }
 }
@@ -188,19 +198,22 @@ async fn try_once(client: &Client, request: Request<UpstreamBody>, backend: &Bac
 /// The connection closed or reset before any response byte: what a pooled
 /// connection the backend had just closed looks like.
 fn is_stale_connection(error: &Error) -> bool {
-    let mut source = std::error::Error::source(error);
+    let Error::Http(http) = error else {
+        return false;
+    };
+    if http.is_incomplete_message() || http.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(http);
     while let Some(e) = source {
-        let stale = e
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
-            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                matches!(
-                    io.kind(),
-                    std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::BrokenPipe
-                        | std::io::ErrorKind::UnexpectedEof
-                )
-            });
+        let stale = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        });
         if stale {
             return true;
         }
@@ -216,7 +229,8 @@ fn is_gateway_error(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
 
-/// A copy of a bodiless request. `None` for a request with a body.
+/// A copy of a bodiless request (the URI is origin-form: the endpoint is
+/// the connection's business). `None` for a request with a body.
 fn replayable(req: &Request<Incoming>) -> Option<Request<()>> {
     if !req.body().is_end_stream() {
         return None;
@@ -229,14 +243,12 @@ fn replayable(req: &Request<Incoming>) -> Option<Request<()>> {
     Some(copy)
 }
 
-/// The copy, addressed to `endpoint`.
-fn readdress(replay: &Request<()>, endpoint: &Endpoint) -> Option<Request<UpstreamBody>> {
-    let mut parts = replay.uri().clone().into_parts();
-    parts.authority = Some(endpoint.authority().clone());
+/// The copy, to send again.
+fn resend(replay: &Request<()>) -> Request<UpstreamBody> {
     let mut req = Request::new(Either::Right(Empty::new()));
     *req.method_mut() = replay.method().clone();
-    *req.uri_mut() = Uri::from_parts(parts).ok()?;
+    *req.uri_mut() = replay.uri().clone();
     *req.version_mut() = replay.version();
     *req.headers_mut() = replay.headers().clone();
-    Some(req)
+    req
 }

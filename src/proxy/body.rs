@@ -1,6 +1,8 @@
 //! The response body from a backend, carrying what must happen when it ends:
 //! the request stops counting as in flight on its endpoint (least
-//! connection and PeakEWMA see it) only once the last byte went out.
+//! connection and PeakEWMA see it) only once the last byte went out, and the
+//! upstream connection goes back to its pool only once the body was read to
+//! its end (a body abandoned half-way leaves the connection unusable).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,15 +12,25 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use prometheus::IntGauge;
 
+use super::upstream::Lease;
 use crate::balance::InFlight;
 
-/// A backend's body with its in-flight guard.
+/// A backend's body with its in-flight guard and its connection.
 #[derive(Debug)]
 pub struct Tracked {
     inner: Incoming,
-    /// Dropped at the end of the body, or with the body if the client
+    /// Taken at the end of the body, or dropped with the body if the client
     /// goes away first.
-    in_flight: Option<(InFlight, GaugeGuard)>,
+    done: Option<Done>,
+}
+
+/// What ends with the body.
+#[derive(Debug)]
+struct Done {
+    in_flight: InFlight,
+    gauge: GaugeGuard,
+    /// `None` for a connection that cannot be reused (an upgrade).
+    lease: Option<Lease>,
 }
 
 /// Holds one unit of a gauge (`backend_in_flight`) while it lives.
@@ -39,11 +51,40 @@ impl Drop for GaugeGuard {
 }
 
 impl Tracked {
-    pub fn new(inner: Incoming, in_flight: InFlight, gauge: GaugeGuard) -> Self {
+    pub fn new(
+        inner: Incoming,
+        in_flight: InFlight,
+        gauge: GaugeGuard,
+        lease: Option<Lease>,
+    ) -> Self {
         Self {
             inner,
-            in_flight: Some((in_flight, gauge)),
+            done: Some(Done {
+                in_flight,
+                gauge,
+                lease,
+            }),
         }
+    }
+
+    /// The body ended; `complete` when it was read to its end.
+    fn finish(&mut self, complete: bool) {
+        let Some(done) = self.done.take() else {
+            return;
+        };
+        if complete && let Some(lease) = done.lease {
+            lease.release(done.in_flight.state());
+        }
+        drop(done.gauge);
+    }
+}
+
+impl Drop for Tracked {
+    /// hyper stops polling a body that says it has ended (a known length
+    /// fully read, or no body at all), so the end is often seen only here.
+    fn drop(&mut self) {
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
     }
 }
 
@@ -56,8 +97,10 @@ impl Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None | Some(Err(_))) = polled {
-            self.in_flight = None;
+        match &polled {
+            Poll::Ready(None) => self.finish(true),
+            Poll::Ready(Some(Err(_))) => self.finish(false),
+            _ => {}
         }
         polled
     }

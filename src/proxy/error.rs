@@ -22,7 +22,7 @@ pub enum ProxyError {
         backend: String,
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: super::upstream::UpstreamError,
     },
     /// The backend accepted, then broke or closed before a full response head.
     #[error("bad response from {endpoint} ({backend})")]
@@ -30,7 +30,7 @@ pub enum ProxyError {
         backend: String,
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: super::upstream::UpstreamError,
     },
     /// No response headers within `--request-timeout`.
     #[error("{endpoint} ({backend}) did not answer in time")]

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::uri::{PathAndQuery, Scheme, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -102,14 +102,15 @@ async fn forward(
     let upgrade =
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    prepare(&mut req, conn, picked.endpoint, host, upgrade)?;
+    prepare(&mut req, conn, picked.endpoint, host, upgrade);
 
     let metrics = backend.metrics();
     let gauge = GaugeGuard::new(&metrics.in_flight);
     let started = Instant::now();
-    let client = proxy.clients.for_policy(policy);
     let limit = policy.request_timeout.unwrap_or(proxy.request_timeout);
-    let attempt = attempt::send(&client, &backend, hash, req, picked);
+    // Boxed: the sending future is most of the request's state, and hyper
+    // moves the request's future around whole; one allocation is cheaper.
+    let attempt = Box::pin(attempt::send(&proxy.upstream, &backend, hash, req, picked));
     let Ok(result) = tokio::time::timeout(limit, attempt).await else {
         metrics.errors.inc();
         backend.record_failure(picked.state);
@@ -139,7 +140,10 @@ async fn forward(
         .observe(started.elapsed().as_secs_f64());
 
     let mut response = sent.response;
+    let mut lease = Some(sent.lease);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // The connection now belongs to the tunnel.
+        lease = None;
         if let Some(client_upgrade) = client_upgrade {
             let backend_upgrade = hyper::upgrade::on(&mut response);
             upgrade::tunnel(
@@ -161,7 +165,7 @@ async fn forward(
     {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    Ok(response.map(|body| Either::Left(Tracked::new(body, sent.in_flight, gauge))))
+    Ok(response.map(|body| Either::Left(Tracked::new(body, sent.in_flight, gauge, lease))))
 }
 
 /// The request's key for IPHash and ConsistentHash, if the policy has one
@@ -174,26 +178,26 @@ fn balance_key(policy: &BackendPolicy, headers: &HeaderMap, conn: &ConnInfo) -> 
     }
 }
 
-/// Rewrites the client's request into the backend's: absolute URI to the
-/// endpoint, HTTP/1.1, Host kept, forwarding headers, hop-by-hop removed.
+/// Rewrites the client's request into the backend's: origin-form target,
+/// HTTP/1.1, Host kept (the endpoint's address when the client sent none),
+/// forwarding headers, hop-by-hop removed.
 fn prepare(
     req: &mut Request<Incoming>,
     conn: &ConnInfo,
     endpoint: &Endpoint,
     host: Option<HeaderValue>,
     upgrade: Option<HeaderValue>,
-) -> Result<(), ProxyError> {
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(endpoint.authority().clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))?;
+) {
+    // An HTTP/1.1 client's origin-form target goes out as it came; an
+    // absolute-form one, or HTTP/2's, is cut down to path and query.
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(path);
+    }
     // Only an HTTP/2 client gets trailers back through the proxy (HTTP/1.1
     // responses lose `Trailer` with the hop-by-hop headers), so only for one
     // is the backend asked for them.
@@ -212,9 +216,17 @@ fn prepare(
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("te"));
     }
-    if let Some(host) = &host {
-        headers.insert(header::HOST, host.clone());
+    match &host {
+        // From HTTP/1.1's Host header it is already there.
+        Some(host) if headers.get(header::HOST) != Some(host) => {
+            headers.insert(header::HOST, host.clone());
+        }
+        Some(_) => {}
+        None => {
+            if let Ok(authority) = HeaderValue::from_str(endpoint.authority().as_str()) {
+                headers.insert(header::HOST, authority);
+            }
+        }
     }
     headers::add_forwarding(headers, conn, host.as_ref());
-    Ok(())
 }

@@ -3,8 +3,9 @@
 //! A request goes [`listener`] (accept, one task per connection; on the
 //! HTTPS listener the [`tls`] handshake first) -> [`handler::handle`] (route
 //! lookup in the live table, [`redirect`] to HTTPS, endpoint pick) ->
-//! [`headers`] (forwarding headers, hop-by-hop removal) -> [`upstream`]
-//! (pooled keep-alive client) -> back, with every failure turned into a
+//! [`headers`] (forwarding headers, hop-by-hop removal) -> [`attempt`]
+//! (retries, passive health) -> [`upstream`] (keep-alive connections pooled
+//! per endpoint) -> back through [`body`], with every failure turned into a
 //! response in one place, [`error`].
 
 pub mod attempt;
@@ -33,10 +34,10 @@ pub use error::ProxyError;
 /// the control side.
 pub type SharedTable = Arc<ArcSwap<RoutingTable>>;
 
-/// What every request needs: the table, the client, the metrics, limits.
+/// What every request needs: the table, the upstream, the metrics, limits.
 pub struct Proxy {
     pub table: SharedTable,
-    pub clients: upstream::Clients,
+    pub upstream: upstream::Upstream,
     pub metrics: Arc<Metrics>,
     /// Time allowed from receiving a request to the backend's response
     /// headers; past it the client gets 504.

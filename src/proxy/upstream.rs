@@ -1,114 +1,273 @@
-//! Upstream clients: HTTP/1.1 to backends, keep-alive pools per endpoint,
-//! TCP_NODELAY, bounded connect time. One client per distinct (connect
-//! timeout, idle timeout) pair that BalancerPolicies ask for; every backend
-//! without such a policy shares the default one.
+//! Upstream connections: HTTP/1.1 to backends over keep-alive connections
+//! pooled per endpoint, TCP_NODELAY, bounded connect time.
+//!
+//! Each endpoint's idle connections live in its [`EndpointState`], so a
+//! request finds them without hashing anything, and they outlive table
+//! swaps exactly as long as the endpoint does. A connection is checked out
+//! for one request and goes back when the response body has been read to
+//! its end ([`Lease::release`]); a body dropped half-way closes it. No task
+//! is spawned per request: only one per connection, which hyper's
+//! connection future runs in.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Uri;
+use http::{Request, Response};
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use prometheus::IntCounter;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use crate::model::BackendPolicy;
+use super::SharedTable;
+use crate::balance::EndpointState;
+use crate::model::{Endpoint, EndpointAddr};
 
 /// Pooled connections idle longer than this are closed.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// A backend that does not accept within this time counts as refused (502),
 /// as ingress-nginx's `proxy-connect-timeout` default does.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept per endpoint; past this, a finished connection is
+/// closed instead of pooled (nginx keeps 320 by default in ingress-nginx).
+const MAX_IDLE_PER_ENDPOINT: usize = 320;
+/// TCP keep-alive probes on upstream connections, so a backend host that
+/// vanished is noticed on an idle pooled connection.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// How often idle connections past their timeout are closed. A checkout
+/// never hands one out, so this only bounds how long the socket lingers.
+const REAP_EVERY: Duration = Duration::from_secs(5);
 
 /// Client requests stream their bodies straight through; a bodiless request
 /// sent again (see [`super::attempt`]) has an empty body.
 pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 
-pub type Client = hyper_util::client::legacy::Client<Counting, UpstreamBody>;
+/// Why a request could not be sent or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection: refused, unreachable, or not accepted in time.
+    #[error("connect: {0}")]
+    Connect(#[source] io::Error),
+    /// The connection broke, or the response was not valid HTTP.
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
 
-/// The clients by (connect, idle) timeout.
-pub struct Clients {
-    default: Client,
-    custom: Mutex<HashMap<(Duration, Duration), Client>>,
+/// Opens upstream connections; counts them for `/metrics`.
+pub struct Upstream {
     opened: IntCounter,
 }
 
-/// A connector that counts the connections it opens, so that `/metrics`
-/// shows how many requests reused a pooled connection.
-#[derive(Clone)]
-pub struct Counting {
-    inner: HttpConnector,
-    opened: IntCounter,
+/// One endpoint's idle keep-alive connections, most recently used last.
+#[derive(Debug, Default)]
+pub struct IdlePool {
+    idle: Mutex<Vec<Idle>>,
 }
 
-// === impl Clients ===
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    /// Closed when still idle at this time.
+    expires: Instant,
+}
 
-impl Clients {
+/// A connection checked out for one request.
+#[derive(Debug)]
+pub struct Lease {
+    sender: SendRequest<UpstreamBody>,
+    idle_timeout: Duration,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
     pub fn new(opened: IntCounter) -> Self {
-        Self {
-            default: build(CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT, opened.clone()),
-            custom: Mutex::new(HashMap::new()),
-            opened,
+        Self { opened }
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) to `endpoint` on a pooled
+    /// connection, or a new one. A pooled connection that turns out closed
+    /// before the request went out is skipped: nothing was sent, so the
+    /// request moves to the next one (as hyper's own pool does).
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        state: &EndpointState,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+        while let Some(mut sender) = state.pool().checkout() {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    return Ok((
+                        response,
+                        Lease {
+                            sender,
+                            idle_timeout,
+                        },
+                    ));
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(UpstreamError::Http(error.into_error())),
+                },
+            }
+        }
+        // Boxed: opening a connection is the rare path, and its future is
+        // large; unboxed it would grow (and be copied with) every request's.
+        let mut sender = Box::pin(self.connect(endpoint, connect_timeout)).await?;
+        let response = sender.send_request(req).await?;
+        Ok((
+            response,
+            Lease {
+                sender,
+                idle_timeout,
+            },
+        ))
+    }
+
+    /// Opens a connection and starts its task.
+    async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        limit: Duration,
+    ) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+        let stream = tokio::time::timeout(limit, dial(&endpoint.addr))
+            .await
+            .map_err(|_| {
+                UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            })?
+            .map_err(UpstreamError::Connect)?;
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY upstream");
+        }
+        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+        if let Err(error) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(%error, "cannot set TCP keep-alive upstream");
+        }
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        self.opened.inc();
+        let peer = endpoint.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, %peer, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Connects to an endpoint: its address, or (ExternalName) each address its
+/// name resolves to, in order, when the connection opens; never per request
+/// on a pooled connection.
+async fn dial(addr: &EndpointAddr) -> io::Result<TcpStream> {
+    match addr {
+        EndpointAddr::Ip(addr) => TcpStream::connect(addr).await,
+        EndpointAddr::Name { host, port } => {
+            let mut last = None;
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
+                .await?
+                .collect();
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(error) => last = Some(error),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+            }))
+        }
+    }
+}
+
+/// Closes idle connections past their timeout, for the endpoints of the
+/// live table (an endpoint no table uses any more closes its connections as
+/// its state is dropped).
+pub fn spawn_reaper(table: SharedTable) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REAP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let live = table.load();
+            // Backends repeat once per route that uses them.
+            let mut seen = std::collections::HashSet::new();
+            for backend in live.backends() {
+                if seen.insert(std::sync::Arc::as_ptr(backend)) {
+                    for (_, state) in backend.states() {
+                        state.pool().reap();
+                    }
+                }
+            }
+        }
+    })
+}
+
+// === impl IdlePool ===
+
+impl IdlePool {
+    /// The most recently used idle connection that is still open.
+    fn checkout(&self) -> Option<SendRequest<UpstreamBody>> {
+        let now = Instant::now();
+        let mut idle = self.idle.lock();
+        while let Some(entry) = idle.pop() {
+            if !entry.sender.is_closed() && entry.expires > now {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, sender: SendRequest<UpstreamBody>, idle_timeout: Duration) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(Idle {
+                sender,
+                expires: Instant::now() + idle_timeout,
+            });
         }
     }
 
-    /// The client for a backend's policy (a cheap handle).
-    pub fn for_policy(&self, policy: &BackendPolicy) -> Client {
-        let key = (policy.connect_timeout, policy.idle_timeout);
-        if key == (CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT) {
-            return self.default.clone();
-        }
-        self.custom
+    /// Closes the connections idle past their timeout, and forgets those
+    /// the backend closed. Dropping a sender ends its idle connection.
+    pub fn reap(&self) {
+        let now = Instant::now();
+        self.idle
             .lock()
-            .entry(key)
-            .or_insert_with(|| build(key.0, key.1, self.opened.clone()))
-            .clone()
+            .retain(|entry| !entry.sender.is_closed() && entry.expires > now);
+    }
+
+    /// Idle connections held now.
+    pub fn len(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-/// Endpoints are IP addresses (or, with `--allow-external-name`, DNS names
-/// resolved when a connection opens, never per request on a pooled one).
-fn build(connect: Duration, idle: Duration, opened: IntCounter) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    connector.enforce_http(true);
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(idle)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(Counting {
-            inner: connector,
-            opened,
-        })
-}
+// === impl Lease ===
 
-// === impl Counting ===
-
-impl tower_service::Service<Uri> for Counting {
-    type Response = TokioIo<TcpStream>;
-    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let opened = self.opened.clone();
-        Box::pin(async move {
-            let conn = connecting.await?;
-            opened.inc();
-            Ok(conn)
-        })
+impl Lease {
+    /// The response was read to its end: the connection can take the next
+    /// request, so it goes back to `state`'s pool.
+    pub fn release(self, state: &EndpointState) {
+        state.pool().put(self.sender, self.idle_timeout);
     }
 }

@@ -1,0 +1,154 @@
+//! The upstream keep-alive pool, seen from a backend that counts its
+//! connections: requests reuse one connection, a body abandoned half-way
+//! retires its connection, and idle connections close after the policy's
+//! idle timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use support::*;
+use tokio::net::TcpListener;
+
+/// Connections a backend accepted, and how many are still open.
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+}
+
+/// A backend answering `ok` on `/`, and on `/stream` a body of 64 KiB
+/// chunks that never ends (it stops only when the reader goes away).
+async fn counting_backend(counts: Arc<Counts>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counts.accepted.fetch_add(1, Ordering::SeqCst);
+            counts.open.fetch_add(1, Ordering::SeqCst);
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    if req.uri().path() == "/stream" {
+                        let chunks = futures::stream::unfold((), |()| async {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                            Some((Ok::<_, Infallible>(Frame::data(chunk)), ()))
+                        });
+                        Ok::<_, Infallible>(Response::new(StreamBody::new(chunks).boxed()))
+                    } else {
+                        Ok(Response::new(full("ok")))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                counts.open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    addr
+}
+
+async fn start(policy: Option<&str>) -> (tempfile::TempDir, Proxy, Arc<Counts>) {
+    let counts = Arc::new(Counts::default());
+    let addr = counting_backend(counts.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut parts = vec![
+        ingress("default", "pool", "pool.local", &[("/", "Prefix", "pool")]),
+        backend_objects("default", "pool", &[addr]),
+    ];
+    if let Some(policy) = policy {
+        parts.push(policy.to_string());
+    }
+    write(dir.path(), "pool.yaml", &docs(&parts));
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    (dir, proxy, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let (_dir, proxy, counts) = start(None).await;
+    // Separate client connections, one after another: the proxy's pool, not
+    // the client's connection, is what keeps the backend connection.
+    for _ in 0..20 {
+        let resp = get(proxy.http_port, "pool.local", "/").await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert_eq!(resp.body, "ok");
+    }
+    assert_eq!(counts.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        proxy.metric("upstream_connections_opened_total").await,
+        Some(1.0)
+    );
+    assert_eq!(proxy.metric("upstream_requests_total").await, Some(20.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_abandoned_half_way_retires_its_connection() {
+    let (_dir, proxy, counts) = start(None).await;
+    let mut sender = connect::<http_body_util::Empty<Bytes>>(proxy.http_port).await;
+    let resp = tokio::time::timeout(
+        DEADLINE,
+        sender.send_request(get_req("pool.local", "/stream")),
+    )
+    .await
+    .expect("response in time")
+    .expect("response");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .expect("a chunk in time");
+    assert!(first.is_some());
+    // The client goes away in the middle of the body.
+    drop(body);
+    drop(sender);
+    wait_until(DEADLINE, "the backend connection closes", || async {
+        counts.open.load(Ordering::SeqCst) == 0
+    })
+    .await;
+
+    // The next request gets a fresh connection and a whole answer.
+    let resp = get(proxy.http_port, "pool.local", "/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, "ok");
+    assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_after_the_policy_idle_timeout() {
+    let policy = "apiVersion: ruststrom.io/v1alpha1
+kind: BalancerPolicy
+metadata: {name: pool, namespace: default}
+spec:
+  targetRef: {group: \"\", kind: Service, name: pool}
+  timeouts: {idle: 1s}
+";
+    let (_dir, proxy, counts) = start(Some(policy)).await;
+    let resp = get(proxy.http_port, "pool.local", "/").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(counts.open.load(Ordering::SeqCst), 1);
+    // Closed by the reaper within its period after the 1 s idle timeout.
+    wait_until(DEADLINE, "the idle connection closes", || async {
+        counts.open.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let resp = get(proxy.http_port, "pool.local", "/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
+}
