@@ -128,7 +128,8 @@ const GAUGE_EVERY_ROUNDS: u64 = 5;
 fn endpoint_gauges(table: &RoutingTable, metrics: &Metrics) {
     let mut counted = std::collections::HashSet::new();
     for backend in table.backends() {
-        if !counted.insert(backend.id.as_str()) {
+        // Like every per-backend series, from the backend's first request.
+        if !backend.has_metrics() || !counted.insert(backend.id.as_str()) {
             continue;
         }
         let mut by_state = [0i64; 4];

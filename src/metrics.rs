@@ -7,7 +7,8 @@
 //!   for (the 502, 503 and 504 it generated itself).
 //! - `http_timeouts_total`: requests that hit `--request-timeout` (504).
 //! - `backend_response_time_seconds{backend}`: time to the backend's response
-//!   headers, per Service port (`namespace/service:port`).
+//!   headers, per Service port (`namespace/service:port`), from the
+//!   backend's first request on (see [`backend`]).
 //! - `active_http_connections`: client connections open now.
 //! - `routing_table_generation`, `routing_table_routes`,
 //!   `config_reloads_total{result}`, `manifest_errors_total`,
@@ -21,9 +22,11 @@
 mod backend;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-pub use backend::{BackendFamilies, BackendMetrics, ENDPOINT_STATES};
+pub use backend::{
+    BackendFamilies, BackendMetrics, BackendSeries, ENDPOINT_STATES, LazyBackendMetrics,
+};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -58,6 +61,7 @@ pub struct Metrics {
     pub timeouts_total: IntCounter,
     pub backend_response_time: HistogramVec,
     pub backends: BackendFamilies,
+    backend_series: OnceLock<Arc<BackendSeries>>,
     pub active_connections: IntGauge,
     pub table_generation: IntGauge,
     pub table_routes: IntGauge,
@@ -152,6 +156,7 @@ impl Metrics {
                 &["secret"],
             )?,
             backends: BackendFamilies::new()?,
+            backend_series: OnceLock::new(),
             registry,
         };
         m.register_all()?;
@@ -209,23 +214,26 @@ impl Metrics {
         }
     }
 
-    /// Keeps one `backend_response_time_seconds` series per live backend:
-    /// new ones appear at zero when a table goes live, gone ones are removed
-    /// so that Services deleted long ago do not linger in every scrape.
+    /// Removes the series of backends no live table has any more, so that
+    /// Services deleted long ago do not linger in every scrape (a backend's
+    /// series are created by its first request).
     pub fn sync_backends(&self, before: &HashSet<String>, now: &HashSet<String>) {
         for gone in before.difference(now) {
             let _ = self.backend_response_time.remove_label_values(&[gone]);
             self.backends.remove(gone);
         }
-        for id in now.difference(before) {
-            self.backend_response_time.with_label_values(&[id]);
-        }
     }
 
-    /// The series a backend keeps for the request path.
-    pub fn backend(&self, id: &str) -> BackendMetrics {
-        self.backends
-            .for_backend(id, self.backend_response_time.with_label_values(&[id]))
+    /// What a backend resolves its series from, once it gets a request.
+    pub fn backend_series(&self) -> Arc<BackendSeries> {
+        self.backend_series
+            .get_or_init(|| {
+                Arc::new(BackendSeries {
+                    families: self.backends.clone(),
+                    response_time: self.backend_response_time.clone(),
+                })
+            })
+            .clone()
     }
 
     /// Counts a failed handshake; `reason` is one of

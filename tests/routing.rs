@@ -216,3 +216,44 @@ async fn default_backend_catches_unmatched_requests() {
         assert_eq!(resp.backend(), Some(want), "{host}{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_series_appear_with_the_first_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let used = echo("used").await;
+    let idle = echo("idle").await;
+    write(
+        dir.path(),
+        "two.yaml",
+        &docs(&[
+            ingress("default", "used", "used.local", &[("/", "Prefix", "used")]),
+            backend_objects("default", "used", &[used]),
+            ingress("default", "idle", "idle.local", &[("/", "Prefix", "idle")]),
+            backend_objects("default", "idle", &[idle]),
+        ]),
+    );
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let resp = proxy.get("used.local", "/").await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+
+    let metrics = proxy.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "backend_requests_total{backend=\"default/used:80\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "backend_response_time_seconds_count{backend=\"default/used:80\"}"
+        ),
+        Some(1.0)
+    );
+    // A Service nobody sent a request to has no series at all.
+    assert!(
+        !metrics.contains("default/idle:80"),
+        "idle backend has series:\n{metrics}"
+    );
+}

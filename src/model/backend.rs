@@ -10,7 +10,7 @@ use http::uri::Authority;
 
 use super::BackendPolicy;
 use crate::balance::{Balancer, EndpointState, Health, StateRegistry, sticky_id};
-use crate::metrics::{BackendMetrics, Metrics};
+use crate::metrics::{BackendMetrics, LazyBackendMetrics, Metrics};
 
 /// Where one endpoint lives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,7 +58,7 @@ struct Runtime {
     /// Sticky cookie value -> index in `ready`.
     sticky: HashMap<String, usize>,
     budget: RetryBudget,
-    metrics: BackendMetrics,
+    metrics: LazyBackendMetrics,
 }
 
 /// One picked endpoint with its live state.
@@ -146,16 +146,17 @@ impl Backend {
     /// and load survive table swaps. Done once, when the table goes live; a
     /// backend used without it gets state of its own.
     pub fn attach(&self, registry: &StateRegistry, metrics: &Metrics) {
-        let _ = self
-            .runtime
-            .get_or_init(|| self.build_runtime(|key| registry.get(key), metrics.backend(&self.id)));
+        let _ = self.runtime.get_or_init(|| {
+            let series = LazyBackendMetrics::new(metrics.backend_series());
+            self.build_runtime(|key| registry.get(key), series)
+        });
     }
 
     fn runtime(&self) -> &Runtime {
         self.runtime.get_or_init(|| {
             self.build_runtime(
                 |key| EndpointState::detached(key),
-                BackendMetrics::detached(),
+                LazyBackendMetrics::detached(),
             )
         })
     }
@@ -163,7 +164,7 @@ impl Backend {
     fn build_runtime(
         &self,
         state: impl Fn(&str) -> Arc<EndpointState>,
-        metrics: BackendMetrics,
+        metrics: LazyBackendMetrics,
     ) -> Runtime {
         let keys = |set: &[Endpoint]| -> Vec<String> {
             set.iter()
@@ -190,9 +191,14 @@ impl Backend {
         }
     }
 
-    /// This backend's metric series.
+    /// This backend's metric series (created by the first call).
     pub fn metrics(&self) -> &BackendMetrics {
-        &self.runtime().metrics
+        self.runtime().metrics.get(&self.id)
+    }
+
+    /// Whether a request created this backend's series yet.
+    pub fn has_metrics(&self) -> bool {
+        self.runtime().metrics.resolved().is_some()
     }
 
     /// Picks an endpoint: ready ones first, serving but terminating ones
