@@ -1,17 +1,22 @@
-//! Sync latency at scale: how long one changed manifest takes to become the
-//! live table, with 1,000 and 10,000 Ingresses loaded (`cargo bench --bench
+//! Sync latency at scale: how long one change takes to become the live
+//! table, with 1,000 and 10,000 Ingresses loaded (`cargo bench --bench
 //! sync`). Prints figures; asserts nothing about time.
 //!
 //! Each Ingress has 3 paths to its own Service, whose EndpointSlice holds 5
 //! endpoints. Ingresses are spread over files of 100, as a GitOps repository
-//! might hold them. One change rewrites one file with one path renamed, then
-//! measures reload (stat every file, re-read the changed one) + compile +
-//! swap: what the watcher does after its debounce. The last columns time
-//! cluster mode's endpoint-only path: one EndpointSlice changed, its
-//! backend refreshed in a copy of the live table, no compile.
+//! might hold them. Columns:
+//!
+//! - full compile: `compile()` of everything.
+//! - 1 manifest change: standalone mode. One file rewritten with one path
+//!   renamed; reload (stat every file, re-read the changed one, update the
+//!   snapshot) + compile + swap: what the watcher does after its debounce.
+//! - 1 Ingress change: cluster mode. One Ingress replaced in the snapshot
+//!   (as the sync loop applies a watch event) + compile + swap.
+//! - 1 endpoint change: cluster mode's endpoint-only path. One EndpointSlice
+//!   changed, its backend refreshed in a copy of the live table.
+//! - full publish: a Service changed, which takes a full compile + swap.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +33,8 @@ use rust_strom::source::files::ManifestDir;
 
 const PER_FILE: usize = 100;
 const CHANGES: usize = 100;
+/// Full compiles are slow: a few tell their cost.
+const FULL_ROUNDS: usize = 5;
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test` runs this as a smoke test
@@ -36,9 +43,9 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
     println!(
-        "| ingresses | paths | endpoints | full compile | 1 change p50 | 1 change p99 | max | 1 endpoint change p50 | p99 |"
+        "| ingresses | paths | endpoints | full compile | 1 manifest change p50 | p99 | max | 1 Ingress change p50 | p99 | 1 endpoint change p50 | p99 | full publish p50 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in sizes {
         run(n, if quick { 10 } else { CHANGES });
     }
@@ -85,7 +92,7 @@ fn run(ingresses: usize, changes: usize) {
         let started = Instant::now();
         let reload = dir.reload();
         assert!(reload.changed);
-        publisher.publish(&dir.snapshot(), tokio::time::Instant::now());
+        publisher.publish(dir.current(), tokio::time::Instant::now());
         samples.push(started.elapsed());
         let probe = format!("/v{round}/p0");
         let host = format!("h{}.bench.local", file * PER_FILE);
@@ -94,9 +101,30 @@ fn run(ingresses: usize, changes: usize) {
             "the change is live"
         );
     }
+    // Cluster mode: one Ingress changes in the snapshot the sync loop
+    // keeps, and is compiled into the live table.
+    let mut snapshot = dir.snapshot();
+    let mut ingress_changes = Vec::with_capacity(changes);
+    for round in 1..=changes {
+        let i = (round * 7919) % ingresses;
+        let key = ObjectKey::new("bench", format!("ing-{i}"));
+        let mut ingress = (*snapshot.ingresses[&key]).clone();
+        let rules = ingress.spec.as_mut().and_then(|s| s.rules.as_mut());
+        let http = rules.and_then(|r| r[0].http.as_mut()).expect("paths");
+        http.paths[0].path = Some(format!("/c{round}/p0"));
+        let started = Instant::now();
+        snapshot.ingresses.insert(key, Arc::new(ingress));
+        publisher.publish(&snapshot, tokio::time::Instant::now());
+        ingress_changes.push(started.elapsed());
+        let host = format!("h{i}.bench.local");
+        let probe = format!("/c{round}/p0");
+        let live = table.load();
+        let route = live.lookup(&host, &probe).expect("the change is live");
+        assert_eq!(route.source, format!("bench/ing-{i}"));
+    }
+
     // Cluster mode's endpoint-only path: one EndpointSlice changes, the
     // affected backend is refreshed in a copy of the live table.
-    let mut snapshot = dir.snapshot();
     let mut refresh = Vec::with_capacity(changes);
     for round in 1..=changes {
         let i = (round * 7919) % ingresses;
@@ -106,12 +134,26 @@ fn run(ingresses: usize, changes: usize) {
             ep.addresses = vec![format!("10.250.{}.{}", round % 250, i % 250)];
         }
         snapshot.endpoint_slices.insert(key, Arc::new(slice));
-        let services = HashSet::from([format!("bench/svc-{i}")]);
         let started = Instant::now();
-        let refreshed =
-            publisher.refresh_endpoints(&snapshot, &services, tokio::time::Instant::now());
+        let refreshed = publisher.refresh_endpoints(&snapshot, tokio::time::Instant::now());
         refresh.push(started.elapsed());
         assert_eq!(refreshed, 1, "one backend refreshed");
+    }
+
+    // Anything but Ingresses and endpoints: a full compile.
+    let mut full_publish = Vec::new();
+    for round in 1..=FULL_ROUNDS {
+        let key = ObjectKey::new("bench", format!("svc-{round}"));
+        let mut service = (*snapshot.services[&key]).clone();
+        service
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("round".into(), round.to_string());
+        snapshot.services.insert(key, Arc::new(service));
+        let started = Instant::now();
+        publisher.publish(&snapshot, tokio::time::Instant::now());
+        full_publish.push(started.elapsed());
     }
 
     let pct = |samples: &mut Vec<Duration>, p: f64| {
@@ -119,15 +161,18 @@ fn run(ingresses: usize, changes: usize) {
         samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1]
     };
     println!(
-        "| {ingresses} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {ingresses} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         ingresses * 3,
         ingresses * 5,
         ms(full),
         ms(pct(&mut samples, 0.50)),
         ms(pct(&mut samples, 0.99)),
         ms(*samples.last().unwrap_or(&Duration::ZERO)),
+        ms(pct(&mut ingress_changes, 0.50)),
+        ms(pct(&mut ingress_changes, 0.99)),
         ms(pct(&mut refresh, 0.50)),
         ms(pct(&mut refresh, 0.99)),
+        ms(pct(&mut full_publish, 0.50)),
     );
 }
 

@@ -1,5 +1,11 @@
 //! Compiles snapshots and swaps the live routing table: the one place where
 //! the control side hands a table to the data plane.
+//!
+//! Compiles go through one [`Compiler`], which recompiles only what an
+//! Ingress change touched (see [`crate::compile::Compiler`]); the work done
+//! here per table (binding backends to live state, metric series) follows
+//! what changed too, so that one edit among thousands of Ingresses is live
+//! in milliseconds.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -9,9 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use crate::balance::StateRegistry;
-use crate::compile::{CompileOptions, PolicyStatus, Problem, Severity, compile, refresh_backends};
+use crate::compile::{CompileOptions, Compiler, Delta, PolicyStatus, Problem, Severity};
 use crate::metrics::Metrics;
-use crate::model::Backend;
+use crate::model::{Backend, RoutingTable};
 use crate::proxy::SharedTable;
 use crate::source::{ObjectKey, Snapshot};
 
@@ -20,9 +26,12 @@ pub struct Publisher {
     table: SharedTable,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    options: CompileOptions,
+    /// Keeps what the next compile needs to be incremental.
+    compiler: Compiler,
     generation: u64,
-    backends: HashSet<String>,
+    /// How many routes of the live table use each backend id: the ids
+    /// with metric series.
+    backends: HashMap<String, usize>,
     /// Live endpoint state (load, latency, health), kept across tables.
     states: Arc<StateRegistry>,
     problems: Vec<Problem>,
@@ -39,7 +48,7 @@ pub struct Published {
     pub routes: usize,
     pub rejected: usize,
     /// The Ingresses the table serves (cluster mode writes their status).
-    pub ingresses: Vec<ObjectKey>,
+    pub ingresses: Arc<[ObjectKey]>,
     /// What each BalancerPolicy's status should say.
     pub policies: Vec<PolicyStatus>,
     /// Every problem of this compile (cluster mode turns them into Events).
@@ -59,9 +68,9 @@ impl Publisher {
             table,
             metrics,
             ready,
-            options,
+            compiler: Compiler::new(options),
             generation: 0,
-            backends: HashSet::new(),
+            backends: HashMap::new(),
             states: Arc::new(StateRegistry::new()),
             problems: Vec::new(),
             certificates: BTreeMap::new(),
@@ -84,39 +93,24 @@ impl Publisher {
         &self.states
     }
 
-    /// Compiles `snapshot` and makes it the live table. Requests in flight
-    /// keep the table they started with; new ones see the new table.
-    /// Only EndpointSlices of `services` (`namespace/name`) changed: swaps
-    /// in a copy of the live table whose backends of those Services have
-    /// fresh endpoints, without a compile. Hosts, paths, policies, problems
-    /// and status cannot have changed, so nothing else is redone. Returns the
-    /// number of backends refreshed.
-    pub fn refresh_endpoints(
-        &mut self,
-        snapshot: &Snapshot,
-        services: &HashSet<String>,
-        noticed: Instant,
-    ) -> usize {
-        let live = self.table.load_full();
-        let mut affected: Vec<Arc<Backend>> = Vec::new();
-        for backend in live.backends() {
-            if services.contains(&backend.service)
-                && !affected.iter().any(|b| Arc::ptr_eq(b, backend))
-            {
-                affected.push(backend.clone());
-            }
-        }
-        let fresh: HashMap<*const Backend, Arc<Backend>> =
-            refresh_backends(snapshot, &self.options, &affected)
-                .into_iter()
-                .map(|(old, new)| (Arc::as_ptr(&old), new))
-                .collect();
-        for backend in fresh.values() {
+    /// Only EndpointSlices changed since the last table: swaps in a copy
+    /// of the live table whose backends of the Services those slices belong
+    /// to have fresh endpoints, without a compile. Hosts, paths, policies
+    /// and status cannot have changed, so nothing else is redone (any other
+    /// change in `snapshot` waits for the next [`Publisher::publish`]).
+    /// Returns the number of backends refreshed.
+    pub fn refresh_endpoints(&mut self, snapshot: &Snapshot, noticed: Instant) -> usize {
+        let Some((table, refreshed)) = self
+            .compiler
+            .refresh_endpoints(snapshot, self.generation + 1)
+        else {
+            return 0;
+        };
+        self.generation += 1;
+        for backend in &refreshed {
             backend.attach(&self.states, &self.metrics);
         }
-        self.generation += 1;
-        let table = live.with_backends(self.generation, |b| fresh.get(&Arc::as_ptr(b)).cloned());
-        self.table.store(Arc::new(table));
+        self.table.store(table);
         self.states.prune();
 
         let m = &self.metrics;
@@ -125,15 +119,19 @@ impl Publisher {
         m.sync_duration.observe(noticed.elapsed().as_secs_f64());
         tracing::info!(
             generation = self.generation,
-            backends = fresh.len(),
+            backends = refreshed.len(),
             "endpoints refreshed without a recompile"
         );
-        fresh.len()
+        refreshed.len()
     }
 
+    /// Compiles `snapshot` and makes it the live table. Requests in flight
+    /// keep the table they started with; new ones see the new table.
     pub fn publish(&mut self, snapshot: &Snapshot, noticed: Instant) -> Published {
         self.generation += 1;
-        let compiled = compile(snapshot, &self.options, self.generation, SystemTime::now());
+        let compiled = self
+            .compiler
+            .compile(snapshot, self.generation, SystemTime::now());
 
         // Each problem is logged when it appears, not on every reload.
         for problem in compiled
@@ -151,22 +149,24 @@ impl Publisher {
         self.problems = compiled.problems.clone();
 
         let table = compiled.table;
-        // Bind every backend to the live endpoint state before the table
-        // serves, so health and load carry over from the previous table.
-        let mut backends = HashSet::new();
-        for backend in table.backends() {
-            backend.attach(&self.states, &self.metrics);
-            if !backends.contains(&backend.id) {
-                backends.insert(backend.id.clone());
+        // Bind every new backend to the live endpoint state before the
+        // table serves, so health and load carry over from the previous
+        // table, and keep one metric series per backend id.
+        let prune = match &compiled.delta {
+            Some(delta) => self.follow_backends(delta),
+            None => {
+                self.bind_backends(&table);
+                true
             }
+        };
+        // A TLS part shared with the live table has the same certificates.
+        if !std::ptr::eq(self.table.load().tls(), table.tls()) {
+            let certificates = table.tls().expiry().clone();
+            self.metrics
+                .sync_certificates(&self.certificates, &certificates);
+            self.certificates = certificates;
+            self.next_expiry = table.tls().next_expiry();
         }
-        self.metrics.sync_backends(&self.backends, &backends);
-        self.backends = backends;
-        let certificates = table.tls().expiry().clone();
-        self.metrics
-            .sync_certificates(&self.certificates, &certificates);
-        self.certificates = certificates;
-        self.next_expiry = table.tls().next_expiry();
 
         let published = Published {
             generation: self.generation,
@@ -176,12 +176,15 @@ impl Publisher {
             policies: compiled.policies,
             problems: compiled.problems,
         };
-        let tls_hosts = table.tls().hosts().len();
-        self.table.store(Arc::new(table));
+        let tls_hosts = table.tls().host_count();
+        self.table.store(table);
         // Endpoints that only the previous table used are forgotten once
         // the last request holding that table is done.
-        self.states.prune();
+        if prune {
+            self.states.prune();
+        }
         self.ready.store(true, Ordering::Release);
+        self.compiler.retire();
 
         let m = &self.metrics;
         m.table_generation.set(self.generation as i64);
@@ -194,8 +197,80 @@ impl Publisher {
             ingresses = published.ingresses.len(),
             tls_hosts,
             rejected,
+            incremental = compiled.delta.is_some(),
+            compiled = compiled.compiled,
             "routing table live"
         );
         published
+    }
+
+    /// Binds every backend of a fully compiled table and counts its routes
+    /// by backend id from scratch.
+    fn bind_backends(&mut self, table: &RoutingTable) {
+        let mut counts: HashMap<String, usize> = HashMap::with_capacity(self.backends.len());
+        for backend in table.backends() {
+            backend.attach(&self.states, &self.metrics);
+            match counts.get_mut(&backend.id) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(backend.id.clone(), 1);
+                }
+            }
+        }
+        // Only the series of ids that came or went are touched.
+        let gone: HashSet<String> = (self.backends.keys())
+            .filter(|id| !counts.contains_key(*id))
+            .cloned()
+            .collect();
+        let came: HashSet<String> = (counts.keys())
+            .filter(|id| !self.backends.contains_key(*id))
+            .cloned()
+            .collect();
+        self.metrics.sync_backends(&gone, &came);
+        self.backends = counts;
+    }
+
+    /// Follows what an incremental compile changed: binds the backends it
+    /// brought in and keeps the route counts (and the metric series of ids
+    /// that came or went). Returns whether a backend may have left the
+    /// table, so that endpoint state may be forgotten.
+    fn follow_backends(&mut self, delta: &Delta) -> bool {
+        for backend in delta.added.iter().chain(&delta.refreshed) {
+            backend.attach(&self.states, &self.metrics);
+        }
+        let mut gone = HashSet::new();
+        let mut came = HashSet::new();
+        for backend in &delta.removed {
+            if let Some(n) = self.backends.get_mut(&backend.id) {
+                *n -= 1;
+                if *n == 0 {
+                    gone.insert(backend.id.clone());
+                }
+            }
+        }
+        for backend in &delta.added {
+            match self.backends.get_mut(&backend.id) {
+                Some(n) => {
+                    if *n == 0 {
+                        gone.remove(&backend.id);
+                    }
+                    *n += 1;
+                }
+                None => {
+                    self.backends.insert(backend.id.clone(), 1);
+                    came.insert(backend.id.clone());
+                }
+            }
+        }
+        for id in &gone {
+            self.backends.remove(id);
+        }
+        self.metrics.sync_backends(&gone, &came);
+        let added: HashSet<*const Backend> = delta.added.iter().map(Arc::as_ptr).collect();
+        !delta.refreshed.is_empty()
+            || !delta
+                .removed
+                .iter()
+                .all(|b| added.contains(&Arc::as_ptr(b)))
     }
 }

@@ -155,7 +155,7 @@ async fn apply_changes(
         let worked = tokio::task::spawn_blocking(move || {
             let reload = dir.reload();
             if reload.changed || publisher.certificate_expired(SystemTime::now()) {
-                publisher.publish(&dir.snapshot(), noticed);
+                publisher.publish(dir.current(), noticed);
             }
             (dir, publisher, reload.errors)
         })

@@ -43,7 +43,8 @@ const MAX_NOTE: usize = 1024;
 /// What the live table serves, as the status writer needs it.
 #[derive(Debug, Default)]
 pub struct Served {
-    pub ingresses: Vec<ObjectKey>,
+    /// Shared with the compiler, which keeps it while the set is unchanged.
+    pub ingresses: Arc<[ObjectKey]>,
     pub policies: Vec<PolicyStatus>,
     pub problems: Vec<Problem>,
 }

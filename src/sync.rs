@@ -2,6 +2,11 @@
 //! first table goes live; after that each batch of watch events becomes one
 //! recompile through [`Publisher::publish`], on the blocking pool.
 //!
+//! The loop keeps the snapshot it compiled. A batch of Ingress and
+//! EndpointSlice events reads only those objects from the caches into it
+//! (reading every cache costs more than the incremental compile that
+//! follows); any other change, or a relist, reads every cache again.
+//!
 //! A batch is the events arriving within `--sync-debounce` of its first one
 //! (`config_sync_duration_seconds` counts from that first event to the table
 //! being live). The window grows to the last compile's duration when that
@@ -17,8 +22,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::publish::Publisher;
-use crate::source::ObjectKey;
-use crate::source::kube::{Caches, Changes, routed_services};
+use crate::source::kube::{Caches, Changes, Pending, routed_services};
+use crate::source::{ObjectKey, Snapshot};
 use crate::status::Served;
 
 /// The longest a batch waits because compiles are slow.
@@ -58,10 +63,11 @@ pub async fn run(
     let mut state = Compiling {
         publisher,
         caches,
+        snapshot: Snapshot::default(),
         routed: HashSet::new(),
         took: Duration::ZERO,
     };
-    state = state.compile(noticed, &served).await?;
+    state = state.compile(noticed, None, &served).await?;
 
     let mut expiry = tokio::time::interval(EXPIRY_CHECK_EVERY);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,7 +76,9 @@ pub async fn run(
             since = changes.wait() => since,
             _ = expiry.tick() => {
                 if state.publisher.certificate_expired(SystemTime::now()) {
-                    state = state.compile(Instant::now(), &served).await?;
+                    // Nothing changed but the clock: the snapshot as it is.
+                    let unchanged = Some(Pending::default());
+                    state = state.compile(Instant::now(), unchanged, &served).await?;
                 }
                 continue;
             }
@@ -80,12 +88,17 @@ pub async fn run(
         let pending = changes.take();
         let noticed = pending.since.unwrap_or(since);
         if pending.full {
-            state = state.compile(noticed, &served).await?;
+            state = state.compile(noticed, None, &served).await?;
+        } else if !pending.ingresses.is_empty() {
+            state = state.compile(noticed, Some(pending), &served).await?;
         } else if pending.needs_compile(&state.routed) {
             // Only endpoints of routed Services changed: fresh backends in
             // a copy of the live table, no compile.
-            state = state.refresh(noticed, pending.services).await?;
+            state = state.refresh(noticed, pending).await?;
         } else {
+            // Kept current all the same: a route to one of these Services
+            // may appear later.
+            pending.apply(&state.caches, &mut state.snapshot);
             tracing::debug!(
                 services = pending.services.len(),
                 "endpoints of unrouted Services changed; no recompile"
@@ -98,6 +111,8 @@ pub async fn run(
 struct Compiling {
     publisher: Publisher,
     caches: Caches,
+    /// The objects the live table was compiled from.
+    snapshot: Snapshot,
     /// The Services the live table routes to.
     routed: HashSet<ObjectKey>,
     /// How long the last compile took.
@@ -107,52 +122,57 @@ struct Compiling {
 impl Compiling {
     /// Refreshes the endpoints of `services` in the live table, away from
     /// request handling.
-    async fn refresh(
-        self,
-        noticed: Instant,
-        services: HashSet<ObjectKey>,
-    ) -> Result<Self, SyncError> {
+    async fn refresh(self, noticed: Instant, pending: Pending) -> Result<Self, SyncError> {
         let Compiling {
             mut publisher,
             caches,
+            mut snapshot,
             routed,
             ..
         } = self;
         let started = Instant::now();
-        let services: HashSet<String> = services.iter().map(ToString::to_string).collect();
-        let (publisher, caches) = tokio::task::spawn_blocking(move || {
-            let snapshot = caches.snapshot();
-            publisher.refresh_endpoints(&snapshot, &services, noticed);
-            (publisher, caches)
+        let (publisher, caches, snapshot) = tokio::task::spawn_blocking(move || {
+            pending.apply(&caches, &mut snapshot);
+            publisher.refresh_endpoints(&snapshot, noticed);
+            (publisher, caches, snapshot)
         })
         .await?;
         Ok(Compiling {
             publisher,
             caches,
+            snapshot,
             routed,
             took: started.elapsed(),
         })
     }
 
-    /// Snapshots the caches and publishes, away from request handling.
+    /// Brings the snapshot up to date and publishes, away from request
+    /// handling: with `pending`, only the objects it names are read from
+    /// the caches; without, every cache is.
     async fn compile(
         self,
         noticed: Instant,
+        pending: Option<Pending>,
         served: &watch::Sender<Option<Arc<Served>>>,
     ) -> Result<Self, SyncError> {
         let Compiling {
             mut publisher,
             caches,
+            mut snapshot,
             ..
         } = self;
         let started = Instant::now();
-        let (publisher, caches, routed, result) = tokio::task::spawn_blocking(move || {
-            let snapshot = caches.snapshot();
-            let published = publisher.publish(&snapshot, noticed);
-            let routed = routed_services(&snapshot, &published.ingresses);
-            (publisher, caches, routed, published)
-        })
-        .await?;
+        let (publisher, caches, snapshot, routed, result) =
+            tokio::task::spawn_blocking(move || {
+                match pending {
+                    Some(pending) => pending.apply(&caches, &mut snapshot),
+                    None => snapshot = caches.snapshot(),
+                }
+                let published = publisher.publish(&snapshot, noticed);
+                let routed = routed_services(&snapshot, &published.ingresses);
+                (publisher, caches, snapshot, routed, published)
+            })
+            .await?;
         served.send_replace(Some(Arc::new(Served {
             ingresses: result.ingresses,
             policies: result.policies,
@@ -161,6 +181,7 @@ impl Compiling {
         Ok(Compiling {
             publisher,
             caches,
+            snapshot,
             routed,
             took: started.elapsed(),
         })

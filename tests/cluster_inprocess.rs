@@ -240,6 +240,81 @@ async fn sync_latency_of_one_change() {
     sync.abort();
 }
 
+/// The sync loop keeps the snapshot it compiled and reads only what
+/// changed into it: Ingress edits, deletions and creations reach the table,
+/// and so do the endpoints of a Service no route used while they changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_loop_follows_ingress_and_slice_changes() {
+    let server = FakeApiServer::start().await.unwrap();
+    let store = server.store();
+    for name in ["web", "later"] {
+        store.create(&service("shop", name)).unwrap();
+    }
+    store.create(&slice("shop", "web", 10_000)).unwrap();
+    store
+        .create(&ingress("shop", "a", "a.local", "web"))
+        .unwrap();
+    store
+        .create(&ingress("shop", "b", "b.local", "web"))
+        .unwrap();
+    let watchers = synced(&server, &WatchScope::default()).await;
+
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
+    let options = CompileOptions {
+        ingress_class: "rust-strom".into(),
+        watch_without_class: false,
+        allow_external_name: false,
+        default_certificate: None,
+    };
+    let publisher = Publisher::new(
+        table.clone(),
+        metrics,
+        Arc::new(AtomicBool::new(false)),
+        options,
+    );
+    let (served, _served_rx) = tokio::sync::watch::channel(None);
+    let sync = tokio::spawn(rust_strom::sync::run(
+        publisher,
+        watchers.caches.clone(),
+        watchers.changes.clone(),
+        Duration::from_millis(20),
+        served,
+    ));
+    let routes = |host: &str| table.load().lookup(host, "/").is_some();
+    let port = |host: &str| {
+        let live = table.load();
+        let route = live.lookup(host, "/")?;
+        route.backend.ready.first().map(|e| e.to_string())
+    };
+    eventually("the first table", || routes("a.local") && routes("b.local")).await;
+
+    store
+        .apply(&ingress("shop", "a", "a2.local", "web"))
+        .unwrap();
+    store
+        .delete("networking.k8s.io/v1", "Ingress", Some("shop"), "b")
+        .unwrap();
+    eventually("the edit and the deletion are live", || {
+        routes("a2.local") && !routes("a.local") && !routes("b.local")
+    })
+    .await;
+
+    // Endpoints of a Service no route uses yet: no compile, but kept.
+    store.create(&slice("shop", "later", 7000)).unwrap();
+    store.apply(&slice("shop", "later", 7001)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store
+        .create(&ingress("shop", "c", "c.local", "later"))
+        .unwrap();
+    eventually("the new Ingress routes to the latest endpoints", || {
+        port("c.local").as_deref() == Some("127.0.0.1:7001")
+    })
+    .await;
+    assert!(routes("a2.local"));
+    sync.abort();
+}
+
 fn election(name: &str, id: &str) -> ElectionConfig {
     ElectionConfig {
         lease_name: name.into(),

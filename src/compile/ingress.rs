@@ -80,6 +80,13 @@ pub(super) fn add(
     true
 }
 
+/// The hosts whose routes a valid Ingress adds to, once per rule path;
+/// `None` when it is invalid (rejected whole, it adds nothing).
+pub(super) fn rule_hosts(ingress: &Ingress) -> Option<Vec<HostMatch>> {
+    let rules = validate(ingress).ok()?;
+    Some(rules.into_iter().map(|rule| rule.host).collect())
+}
+
 /// The backend of a rule; when it cannot be resolved, a backend without
 /// endpoints (503) and a problem saying why.
 fn resolve(

@@ -6,6 +6,7 @@
 //! they never stop the rest of the table from compiling.
 
 mod class;
+mod incremental;
 mod ingress;
 mod policy;
 mod problem;
@@ -21,8 +22,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use class::CONTROLLER_NAME;
+pub use incremental::{Compiler, Delta, Update};
 pub use policy::PolicyStatus;
 pub use problem::{Problem, Severity};
 pub use secret::{SecretError, TLS_SECRET_TYPE};
@@ -76,7 +79,7 @@ pub fn compile(
     ours.sort_by(oldest_first);
 
     let (policies, policy_statuses, policy_problems) = policy::Policies::new(snapshot);
-    let mut backends = service::Resolver::new(snapshot, options, policies);
+    let mut backends = service::Resolver::new(snapshot, options, &policies);
     let mut builder = TableBuilder::new(generation);
     let mut problems = Vec::new();
     let mut certificates = tls::Certificates::new(snapshot, x509::unix_seconds(now));
@@ -109,7 +112,8 @@ pub fn refresh_backends(
     options: &CompileOptions,
     backends: &[Arc<Backend>],
 ) -> Vec<(Arc<Backend>, Arc<Backend>)> {
-    let mut resolver = service::Resolver::new(snapshot, options, policy::Policies::none());
+    let none = policy::Policies::none();
+    let mut resolver = service::Resolver::new(snapshot, options, &none);
     backends
         .iter()
         .filter_map(|old| match resolver.refresh(old)? {
@@ -118,6 +122,11 @@ pub fn refresh_backends(
         })
         .collect()
 }
+
+/// Where an Ingress comes in the compile: oldest first, then by key (see
+/// [`oldest_first`]). Shared: the incremental compile files each Ingress
+/// under it in several indexes.
+type Order = Arc<(Option<Time>, ObjectKey)>;
 
 /// Conflicts go to the oldest Ingress, then by namespace/name.
 fn oldest_first(a: &(ObjectKey, &Arc<Ingress>), b: &(ObjectKey, &Arc<Ingress>)) -> Ordering {

@@ -1,7 +1,7 @@
 //! Backend resolution: an Ingress backend (Service and port) becomes the
 //! endpoints from the Service's EndpointSlices.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::policy::Policies;
-use super::{CompileOptions, Problem};
+use super::{CompileOptions, Order, Problem};
 use crate::model::{Backend, BackendPolicy, Endpoint, EndpointAddr};
 use crate::source::{ObjectKey, Snapshot};
 
@@ -27,17 +27,58 @@ pub(super) enum PortRef {
     Name(String),
 }
 
+/// What a backend is resolved for: the Service, and its [`PortKey`].
+pub(super) type BackendKey = (ObjectKey, PortKey);
+
+/// The port of a Service (by number when the Service has it) and the
+/// address of the policy that applies.
+pub(super) type PortKey = (PortRef, usize);
+
+/// Backends resolved so far, by Service and by what else they were
+/// resolved for. The incremental compile keeps them from one compile to
+/// the next, so that routes it recompiles share the backends (and their
+/// balancer state) of the routes it keeps, and finds the backends of a
+/// Service whose endpoints changed without a pass over all of them.
+pub(super) type BackendCache = HashMap<ObjectKey, HashMap<PortKey, Resolved>>;
+
+/// One resolved backend.
+#[derive(Debug)]
+pub(super) struct Resolved {
+    pub(super) result: Result<Arc<Backend>, String>,
+    /// What resolving it found wrong in EndpointSlices.
+    pub(super) problems: Vec<Problem>,
+    /// The served Ingresses that resolve it, kept by the incremental
+    /// compile: only backends in use report their problems, and their
+    /// hosts are the ones to update when its endpoints change.
+    pub(super) users: BTreeSet<Order>,
+}
+
 /// Resolves backends, sharing one [`Backend`] per Service port across every
 /// route that uses it.
 pub(super) struct Resolver<'a> {
     snapshot: &'a Snapshot,
     allow_external_name: bool,
-    /// EndpointSlices by the (namespace, Service) they belong to.
-    slices: HashMap<(&'a str, &'a str), Vec<(&'a ObjectKey, &'a EndpointSlice)>>,
-    policies: Policies,
-    cache: HashMap<(ObjectKey, PortRef, usize), Result<Arc<Backend>, String>>,
-    problems: Vec<Problem>,
+    /// EndpointSlices by the (namespace, Service) they belong to; built on
+    /// the first backend that is not in the cache, unless `index` says.
+    slices: Option<SlicesByService<'a>>,
+    /// The keys of the snapshot's slices by Service, when the caller keeps
+    /// them from one compile to the next.
+    index: Option<&'a SliceIndex>,
+    policies: &'a Policies,
+    cache: BackendCache,
+    /// The keys asked for since the last [`Resolver::take_touched`], when
+    /// recording.
+    touched: Option<Vec<BackendKey>>,
+    /// Backends of an earlier table, by id: one that comes out the same is
+    /// taken instead of a new one, keeping its balancer state.
+    reuse: HashMap<&'a str, Vec<Arc<Backend>>>,
 }
+
+type SlicesByService<'a> = HashMap<(&'a str, &'a str), Vec<(&'a ObjectKey, &'a EndpointSlice)>>;
+
+/// The keys of the EndpointSlices of each Service, in key order: kept by
+/// the incremental compile (building it takes a pass over every slice).
+pub(super) type SliceIndex = HashMap<ObjectKey, BTreeSet<ObjectKey>>;
 
 impl fmt::Display for PortRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,30 +93,62 @@ impl<'a> Resolver<'a> {
     pub(super) fn new(
         snapshot: &'a Snapshot,
         options: &CompileOptions,
-        policies: Policies,
+        policies: &'a Policies,
     ) -> Self {
-        let mut slices: HashMap<_, Vec<_>> = HashMap::new();
-        for (key, slice) in &snapshot.endpoint_slices {
-            let service = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL));
-            if let Some(service) = service {
-                slices
-                    .entry((key.namespace.as_str(), service.as_str()))
-                    .or_default()
-                    .push((key, &**slice));
-            }
-        }
+        Self::with_cache(snapshot, options, policies, HashMap::new())
+    }
+
+    /// A resolver that starts from backends already resolved against the
+    /// same Services, EndpointSlices and `policies`.
+    pub(super) fn with_cache(
+        snapshot: &'a Snapshot,
+        options: &CompileOptions,
+        policies: &'a Policies,
+        cache: BackendCache,
+    ) -> Self {
         Self {
             snapshot,
             allow_external_name: options.allow_external_name,
-            slices,
+            slices: None,
+            index: None,
             policies,
-            cache: HashMap::new(),
-            problems: Vec::new(),
+            cache,
+            touched: None,
+            reuse: HashMap::new(),
         }
+    }
+
+    /// Offers `backends` (of the table being replaced) for reuse.
+    pub(super) fn with_reuse(mut self, backends: impl Iterator<Item = &'a Arc<Backend>>) -> Self {
+        for backend in backends {
+            let candidates = self.reuse.entry(backend.id.as_str()).or_default();
+            candidates.push(backend.clone());
+        }
+        self
+    }
+
+    /// Finds slices through `index`, which must list the snapshot's.
+    pub(super) fn with_index(mut self, index: &'a SliceIndex) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// Starts recording the keys [`Resolver::backend`] is asked for.
+    pub(super) fn record(&mut self) {
+        self.touched = Some(Vec::new());
+    }
+
+    /// The keys asked for since the last call, each once.
+    pub(super) fn take_touched(&mut self) -> Vec<BackendKey> {
+        self.touched
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The backends resolved, for the next compile.
+    pub(super) fn into_cache(self) -> BackendCache {
+        self.cache
     }
 
     /// The backend for a Service port, or why there is none.
@@ -96,13 +169,27 @@ impl<'a> Resolver<'a> {
         };
         // Routes to one Service port share a backend (and its balancer
         // state) unless policies from different Ingresses tell them apart.
-        let key = (service.clone(), port, Arc::as_ptr(&policy) as usize);
-        if let Some(hit) = self.cache.get(&key) {
-            return hit.clone();
+        let key: PortKey = (port, Arc::as_ptr(&policy) as usize);
+        if let Some(touched) = &mut self.touched
+            && !touched.iter().any(|(s, k)| s == service && *k == key)
+        {
+            touched.push((service.clone(), key.clone()));
         }
-        let resolved = self.resolve(service, &key.1, policy).map(Arc::new);
-        self.cache.insert(key, resolved.clone());
-        resolved
+        if let Some(hit) = self.cache.get(service).and_then(|ports| ports.get(&key)) {
+            return hit.result.clone();
+        }
+        let mut problems = Vec::new();
+        let result = self
+            .resolve(service, &key.0, policy, &mut problems)
+            .map(|backend| self.reused(backend));
+        let resolved = Resolved {
+            result: result.clone(),
+            problems,
+            users: BTreeSet::new(),
+        };
+        let ports = self.cache.entry(service.clone()).or_default();
+        ports.insert(key, resolved);
+        result
     }
 
     /// Re-resolves the endpoints of an existing backend (same Service port,
@@ -116,15 +203,44 @@ impl<'a> Resolver<'a> {
             Err(_) => PortRef::Name(port.to_string()),
         };
         let key = ObjectKey::new(namespace, name);
-        Some(self.resolve(&key, &port, backend.policy.clone()))
+        Some(self.resolve(&key, &port, backend.policy.clone(), &mut Vec::new()))
+    }
+
+    /// Resolves `key` again from the current slices, keeping its policy;
+    /// returns the backend and what resolving it found wrong.
+    pub(super) fn re_resolve(
+        &mut self,
+        service: &ObjectKey,
+        port: &PortRef,
+        policy: Arc<BackendPolicy>,
+    ) -> (Result<Backend, String>, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let result = self.resolve(service, port, policy, &mut problems);
+        (result, problems)
+    }
+
+    /// An offered backend equal to `backend` (each is taken once, so that
+    /// backends are shared exactly as without reuse), or `backend`.
+    fn reused(&mut self, backend: Backend) -> Arc<Backend> {
+        let candidates = self.reuse.get_mut(backend.id.as_str());
+        let same = |old: &Arc<Backend>| {
+            old.service == backend.service
+                && old.ready == backend.ready
+                && old.fallback == backend.fallback
+                && old.weights == backend.weights
+                && old.policy == backend.policy
+        };
+        if let Some(candidates) = candidates
+            && let Some(i) = candidates.iter().position(same)
+        {
+            return candidates.swap_remove(i);
+        }
+        Arc::new(backend)
     }
 
     /// Problems found in EndpointSlices along the way.
     pub(super) fn into_problems(self) -> Vec<Problem> {
-        let mut problems = self.problems;
-        problems.sort_by(|a, b| (&a.object, &a.message).cmp(&(&b.object, &b.message)));
-        problems.dedup();
-        problems
+        slice_problems(self.cache.values().flat_map(HashMap::values))
     }
 
     fn resolve(
@@ -132,6 +248,7 @@ impl<'a> Resolver<'a> {
         key: &ObjectKey,
         port: &PortRef,
         policy: Arc<BackendPolicy>,
+        problems: &mut Vec<Problem>,
     ) -> Result<Backend, String> {
         let svc = self
             .snapshot
@@ -158,11 +275,19 @@ impl<'a> Resolver<'a> {
 
         let mut ready = Vec::new();
         let mut fallback = Vec::new();
-        let slices = self
-            .slices
-            .get(&(key.namespace.as_str(), key.name.as_str()))
-            .cloned()
-            .unwrap_or_default();
+        let snapshot = self.snapshot;
+        let slices = match self.index {
+            Some(index) => (index.get(key).into_iter().flatten())
+                .filter_map(|k| snapshot.endpoint_slices.get_key_value(k))
+                .map(|(k, slice)| (k, &**slice))
+                .collect(),
+            None => self
+                .slices
+                .get_or_insert_with(|| slices_by_service(snapshot))
+                .get(&(key.namespace.as_str(), key.name.as_str()))
+                .cloned()
+                .unwrap_or_default(),
+        };
         for (slice_key, slice) in slices {
             if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
                 continue;
@@ -188,7 +313,7 @@ impl<'a> Resolver<'a> {
                             let addr = EndpointAddr::Ip(SocketAddr::new(ip, number));
                             set.extend(Endpoint::new(addr).map(|e| (e, weight)));
                         }
-                        Err(_) => self.problems.push(Problem::warning(
+                        Err(_) => problems.push(Problem::warning(
                             "EndpointSlice",
                             slice_key,
                             format!("address {address:?} is not an IP address; skipped"),
@@ -242,6 +367,74 @@ impl<'a> Resolver<'a> {
         Endpoint::new(EndpointAddr::Name { host, port })
             .ok_or_else(|| format!("service {key}: spec.externalName is not a valid host name"))
     }
+}
+
+/// The problems of `resolved` backends, sorted by object and message, each
+/// once.
+pub(super) fn slice_problems<'r>(resolved: impl Iterator<Item = &'r Resolved>) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = resolved.flat_map(|r| r.problems.iter().cloned()).collect();
+    problems.sort_by(|a, b| (&a.object, &a.message).cmp(&(&b.object, &b.message)));
+    problems.dedup();
+    problems
+}
+
+/// The labelled EndpointSlices of a snapshot, by (namespace, Service).
+fn slices_by_service(snapshot: &Snapshot) -> SlicesByService<'_> {
+    let mut slices: SlicesByService<'_> = HashMap::new();
+    for (key, slice) in &snapshot.endpoint_slices {
+        if let Some(service) = slice_service(slice) {
+            slices
+                .entry((key.namespace.as_str(), service))
+                .or_default()
+                .push((key, &**slice));
+        }
+    }
+    slices
+}
+
+/// Indexes every labelled slice of a snapshot.
+pub(super) fn index_slices(snapshot: &Snapshot) -> SliceIndex {
+    let mut index = SliceIndex::new();
+    for (key, slice) in &snapshot.endpoint_slices {
+        index_slice(&mut index, key, slice, true);
+    }
+    index
+}
+
+/// Adds a slice to the index of its Service, or takes it out.
+pub(super) fn index_slice(
+    index: &mut SliceIndex,
+    key: &ObjectKey,
+    slice: &EndpointSlice,
+    add: bool,
+) {
+    let Some(service) = slice_service(slice) else {
+        return;
+    };
+    let service = ObjectKey::new(key.namespace.clone(), service);
+    match add {
+        true => {
+            index.entry(service).or_default().insert(key.clone());
+        }
+        false => {
+            if let Some(keys) = index.get_mut(&service) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    index.remove(&service);
+                }
+            }
+        }
+    }
+}
+
+/// The Service an EndpointSlice belongs to (in its namespace), by its label.
+pub(super) fn slice_service(slice: &EndpointSlice) -> Option<&str> {
+    slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .map(String::as_str)
 }
 
 /// The `ruststrom.io/weight` annotation of a slice (WeightedRoundRobin):

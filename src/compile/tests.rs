@@ -3,9 +3,11 @@
 //! [`routing`] (class, hosts, paths, merging, default backend), [`backends`]
 //! (Services, EndpointSlices, ExternalName), [`invalid`] (bad objects),
 //! [`tls`] (Secrets, certificates by host, HTTPS annotations) and [`policy`]
-//! (BalancerPolicies).
+//! (BalancerPolicies). [`incremental`] checks that incremental compiles give
+//! what a full compile gives.
 
 mod backends;
+mod incremental;
 mod invalid;
 mod policy;
 mod routing;

@@ -38,6 +38,18 @@ pub(super) struct Certificates<'a> {
     problems: Vec<Problem>,
 }
 
+/// What [`Certificates::finish`] hands back.
+pub(super) struct Finished {
+    pub(super) tls: TlsTable,
+    /// The problems not yet taken, in the order they were found.
+    pub(super) problems: Vec<Problem>,
+    /// One problem per broken Secret that some host uses, by Secret.
+    pub(super) secrets: Vec<(ObjectKey, Problem)>,
+    /// notAfter of every certificate that loaded: once it has passed, a
+    /// compile would find the Secret expired.
+    pub(super) valid_until: Vec<(ObjectKey, i64)>,
+}
+
 /// One Secret's outcome, and who depends on it.
 struct Loaded {
     result: Result<Certificate, SecretError>,
@@ -124,25 +136,50 @@ impl<'a> Certificates<'a> {
         }
     }
 
+    /// The problems found since the last call (the incremental compile
+    /// keeps them by the Ingress they were found on).
+    pub(super) fn take_problems(&mut self) -> Vec<Problem> {
+        std::mem::take(&mut self.problems)
+    }
+
     /// The TLS table, and the problems found: one per broken Secret.
-    pub(super) fn finish(mut self) -> (TlsTable, Vec<Problem>) {
+    pub(super) fn finish(self) -> (TlsTable, Vec<Problem>) {
+        let mut finished = self.finish_by_secret();
+        let secrets = finished.secrets.into_iter().map(|(_, p)| p);
+        finished.problems.extend(secrets);
+        (finished.tls, finished.problems)
+    }
+
+    /// [`Certificates::finish`], with the Secret problems apart, by Secret.
+    pub(super) fn finish_by_secret(self) -> Finished {
+        let mut secrets = Vec::new();
+        let mut valid_until = Vec::new();
         for (key, loaded) in &self.loaded {
+            if let Ok(certificate) = &loaded.result {
+                valid_until.push((key.clone(), certificate.not_after));
+            }
             // Only the default certificate uses it: reported by set_default.
             if loaded.hosts.is_empty() {
                 continue;
             }
             if let Err(error) = &loaded.result {
-                self.problems.push(Problem::rejected(
+                let problem = Problem::rejected(
                     SECRET,
                     key,
                     format!(
                         "{error}; {} use the default certificate",
                         loaded.hosts.join(", ")
                     ),
-                ));
+                );
+                secrets.push((key.clone(), problem));
             }
         }
-        (self.builder.build(), self.problems)
+        Finished {
+            tls: self.builder.build(),
+            problems: self.problems,
+            secrets,
+            valid_until,
+        }
     }
 
     /// The certificate of `secret` for `host`; records the host as a user

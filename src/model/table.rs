@@ -19,9 +19,14 @@ pub struct Route {
 
 /// The routes of one host, in precedence order (longest path first, `Exact`
 /// before `Prefix`), so lookup is the first match.
-#[derive(Debug, Default)]
+///
+/// Shared (`Arc`), so that a new table which changes some hosts, or some
+/// backends, copies pointers for all the others instead of their routes.
+/// The slice lives in the `Arc`'s allocation: lookup follows no more
+/// pointers than it would through a `Vec`.
+#[derive(Clone, Debug, Default)]
 pub struct HostRoutes {
-    routes: Vec<Route>,
+    routes: Arc<[Route]>,
 }
 
 /// An immutable, fully resolved routing table. Lookup cost depends on the
@@ -29,19 +34,25 @@ pub struct HostRoutes {
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     generation: u64,
-    exact: HashMap<String, HostRoutes>,
-    wildcard: HashMap<String, HostRoutes>,
+    exact: HashMap<Arc<str>, HostRoutes>,
+    wildcard: HashMap<Arc<str>, HostRoutes>,
     any: HostRoutes,
     default_backend: Option<Route>,
-    /// Certificates by server name, swapped with the routes they serve.
-    tls: TlsTable,
+    /// Certificates by server name, swapped with the routes they serve;
+    /// shared by tables whose TLS part did not change.
+    tls: Arc<TlsTable>,
 }
 
 /// Builds a table; refuses a rule that takes a host and path already taken
 /// by another backend (the compile step adds the oldest Ingress first).
 #[derive(Debug, Default)]
 pub struct TableBuilder {
-    table: RoutingTable,
+    generation: u64,
+    exact: HashMap<String, Vec<Route>>,
+    wildcard: HashMap<String, Vec<Route>>,
+    any: Vec<Route>,
+    default_backend: Option<Route>,
+    tls: TlsTable,
 }
 
 // === impl HostRoutes ===
@@ -55,20 +66,34 @@ impl HostRoutes {
         &self.routes
     }
 
-    /// Inserts in precedence order. An identical rule to the same backend is
-    /// a harmless duplicate; to another backend it is a conflict and the
-    /// route already there (from an older Ingress) is returned.
-    fn insert(&mut self, route: Route) -> Result<(), &Route> {
-        match self
-            .routes
-            .binary_search_by(|r| r.path.precedence(&route.path))
-        {
-            Ok(i) if self.routes[i].backend.same_target(&route.backend) => Ok(()),
-            Ok(i) => Err(&self.routes[i]),
-            Err(i) => {
-                self.routes.insert(i, route);
-                Ok(())
+    /// A copy with the backends `replace` returns a substitute for swapped
+    /// in; `None` when no route changes, so the caller keeps sharing this.
+    fn with_backends(
+        &self,
+        replace: &mut impl FnMut(&Arc<Backend>) -> Option<Arc<Backend>>,
+    ) -> Option<HostRoutes> {
+        let mut copy: Option<Vec<Route>> = None;
+        for (i, route) in self.routes.iter().enumerate() {
+            if let Some(backend) = replace(&route.backend) {
+                copy.get_or_insert_with(|| self.routes.to_vec())[i].backend = backend;
             }
+        }
+        copy.map(|routes| HostRoutes {
+            routes: routes.into(),
+        })
+    }
+}
+
+/// Inserts in precedence order. An identical rule to the same backend is a
+/// harmless duplicate; to another backend it is a conflict and the route
+/// already there (from an older Ingress) is returned.
+fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
+    match routes.binary_search_by(|r| r.path.precedence(&route.path)) {
+        Ok(i) if routes[i].backend.same_target(&route.backend) => Ok(()),
+        Ok(i) => Err(&routes[i]),
+        Err(i) => {
+            routes.insert(i, route);
+            Ok(())
         }
     }
 }
@@ -103,6 +128,17 @@ impl RoutingTable {
         self.default_backend.as_ref()
     }
 
+    /// The routes of one host entry (not what a lookup of that name would
+    /// fall back to), in precedence order.
+    pub fn host_routes(&self, host: &HostMatch) -> &[Route] {
+        let routes = match host {
+            HostMatch::Exact(h) => self.exact.get(h.as_str()),
+            HostMatch::Wildcard(s) => self.wildcard.get(s.as_str()),
+            HostMatch::Any => Some(&self.any),
+        };
+        routes.map_or(&[], |r| &r.routes)
+    }
+
     /// The certificates and TLS hosts of this table.
     pub fn tls(&self) -> &TlsTable {
         &self.tls
@@ -112,37 +148,134 @@ impl RoutingTable {
     /// `replace` returns a substitute for swapped in and everything else
     /// shared. Endpoint-only changes take this path instead of a full
     /// compile: hosts, paths, policies and certificates cannot change.
+    ///
+    /// Only the hosts with a replaced backend get new route lists; the
+    /// others are shared with this table.
     pub fn with_backends(
         &self,
         generation: u64,
         mut replace: impl FnMut(&Arc<Backend>) -> Option<Arc<Backend>>,
     ) -> RoutingTable {
-        let mut route = |r: &Route| {
+        let mut hosts = |map: &HashMap<Arc<str>, HostRoutes>| {
+            let mut map = map.clone();
+            for routes in map.values_mut() {
+                if let Some(copy) = routes.with_backends(&mut replace) {
+                    *routes = copy;
+                }
+            }
+            map
+        };
+        let exact = hosts(&self.exact);
+        let wildcard = hosts(&self.wildcard);
+        let any = self
+            .any
+            .with_backends(&mut replace)
+            .unwrap_or_else(|| self.any.clone());
+        let default_backend = self.default_backend.as_ref().map(|r| {
             let mut r = r.clone();
             if let Some(b) = replace(&r.backend) {
                 r.backend = b;
             }
             r
-        };
-        let mut hosts = |map: &HashMap<String, HostRoutes>| {
-            map.iter()
-                .map(|(h, routes)| {
-                    let routes = routes.routes.iter().map(&mut route).collect();
-                    (h.clone(), HostRoutes { routes })
-                })
-                .collect::<HashMap<_, _>>()
-        };
-        let exact = hosts(&self.exact);
-        let wildcard = hosts(&self.wildcard);
+        });
         RoutingTable {
             generation,
             exact,
             wildcard,
-            any: HostRoutes {
-                routes: self.any.routes.iter().map(&mut route).collect(),
-            },
-            default_backend: self.default_backend.as_ref().map(&mut route),
+            any,
+            default_backend,
             tls: self.tls.clone(),
+        }
+    }
+
+    /// [`RoutingTable::with_backends`] when the caller knows which hosts
+    /// (and whether the default backend) can use a replaced backend: only
+    /// those are looked at, so the cost follows them, not the table.
+    pub fn with_backends_in<'h>(
+        &self,
+        generation: u64,
+        hosts: impl IntoIterator<Item = &'h HostMatch>,
+        default: bool,
+        mut replace: impl FnMut(&Arc<Backend>) -> Option<Arc<Backend>>,
+    ) -> RoutingTable {
+        let mut exact = self.exact.clone();
+        let mut wildcard = self.wildcard.clone();
+        let mut any = self.any.clone();
+        for host in hosts {
+            let routes = match host {
+                HostMatch::Exact(h) => exact.get_mut(h.as_str()),
+                HostMatch::Wildcard(s) => wildcard.get_mut(s.as_str()),
+                HostMatch::Any => Some(&mut any),
+            };
+            if let Some(routes) = routes
+                && let Some(copy) = routes.with_backends(&mut replace)
+            {
+                *routes = copy;
+            }
+        }
+        let mut default_backend = self.default_backend.clone();
+        if default
+            && let Some(route) = &mut default_backend
+            && let Some(backend) = replace(&route.backend)
+        {
+            route.backend = backend;
+        }
+        RoutingTable {
+            generation,
+            exact,
+            wildcard,
+            any,
+            default_backend,
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// A copy of this table as generation `generation` in which the routes
+    /// of `hosts`, and the default backend when `default` is set, are the
+    /// ones `from` has for them (none where it has none), and the TLS part
+    /// is `tls` (this table's when `None`). The incremental compile
+    /// recompiles the hosts a change touched into `from` and splices them
+    /// in this way: the routes of every other host are shared, not copied.
+    pub fn splice<'h>(
+        &self,
+        generation: u64,
+        from: &RoutingTable,
+        hosts: impl IntoIterator<Item = &'h HostMatch>,
+        default: bool,
+        tls: Option<TlsTable>,
+    ) -> RoutingTable {
+        let mut exact = self.exact.clone();
+        let mut wildcard = self.wildcard.clone();
+        let mut any = self.any.clone();
+        for host in hosts {
+            let (map, from_map, name) = match host {
+                HostMatch::Exact(h) => (&mut exact, &from.exact, h),
+                HostMatch::Wildcard(s) => (&mut wildcard, &from.wildcard, s),
+                HostMatch::Any => {
+                    any = from.any.clone();
+                    continue;
+                }
+            };
+            match from_map.get_key_value(name.as_str()) {
+                Some((key, routes)) => {
+                    map.insert(key.clone(), routes.clone());
+                }
+                None => {
+                    map.remove(name.as_str());
+                }
+            }
+        }
+        let default_backend = match default {
+            true => from.default_backend.clone(),
+            false => self.default_backend.clone(),
+        };
+        RoutingTable {
+            generation,
+            exact,
+            wildcard,
+            any,
+            default_backend,
+            tls: tls.map_or_else(|| self.tls.clone(), Arc::new),
         }
     }
 
@@ -168,7 +301,7 @@ impl RoutingTable {
                 routes
                     .routes
                     .iter()
-                    .map(|r| (HostMatch::Exact(host.clone()), r)),
+                    .map(|r| (HostMatch::Exact(host.to_string()), r)),
             );
         }
         let mut wildcard: Vec<_> = self.wildcard.iter().collect();
@@ -178,7 +311,7 @@ impl RoutingTable {
                 routes
                     .routes
                     .iter()
-                    .map(|r| (HostMatch::Wildcard(suffix.clone()), r)),
+                    .map(|r| (HostMatch::Wildcard(suffix.to_string()), r)),
             );
         }
         out.extend(self.any.routes.iter().map(|r| (HostMatch::Any, r)));
@@ -206,10 +339,8 @@ impl RoutingTable {
 impl TableBuilder {
     pub fn new(generation: u64) -> Self {
         Self {
-            table: RoutingTable {
-                generation,
-                ..RoutingTable::default()
-            },
+            generation,
+            ..Self::default()
         }
     }
 
@@ -217,21 +348,21 @@ impl TableBuilder {
     /// the host and path.
     pub fn add(&mut self, host: &HostMatch, route: Route) -> Result<(), String> {
         let routes = match host {
-            HostMatch::Exact(h) => self.table.exact.entry(h.clone()).or_default(),
-            HostMatch::Wildcard(s) => self.table.wildcard.entry(s.clone()).or_default(),
-            HostMatch::Any => &mut self.table.any,
+            HostMatch::Exact(h) => self.exact.entry(h.clone()).or_default(),
+            HostMatch::Wildcard(s) => self.wildcard.entry(s.clone()).or_default(),
+            HostMatch::Any => &mut self.any,
         };
-        routes.insert(route).map_err(|kept| kept.source.clone())
+        insert(routes, route).map_err(|kept| kept.source.clone())
     }
 
     /// Sets the default backend unless an older Ingress already did; returns
     /// the source of the one kept when this one loses.
     pub fn set_default(&mut self, route: Route) -> Result<(), String> {
-        match &self.table.default_backend {
+        match &self.default_backend {
             Some(kept) if kept.backend.same_target(&route.backend) => Ok(()),
             Some(kept) => Err(kept.source.clone()),
             None => {
-                self.table.default_backend = Some(route);
+                self.default_backend = Some(route);
                 Ok(())
             }
         }
@@ -239,11 +370,30 @@ impl TableBuilder {
 
     /// Sets the TLS part, compiled beside the routes.
     pub fn set_tls(&mut self, tls: TlsTable) {
-        self.table.tls = tls;
+        self.tls = tls;
     }
 
     pub fn build(self) -> RoutingTable {
-        self.table
+        let hosts = |map: HashMap<String, Vec<Route>>| {
+            map.into_iter()
+                .map(|(host, routes)| {
+                    let routes = HostRoutes {
+                        routes: routes.into(),
+                    };
+                    (Arc::from(host), routes)
+                })
+                .collect()
+        };
+        RoutingTable {
+            generation: self.generation,
+            exact: hosts(self.exact),
+            wildcard: hosts(self.wildcard),
+            any: HostRoutes {
+                routes: self.any.into(),
+            },
+            default_backend: self.default_backend,
+            tls: Arc::new(self.tls),
+        }
     }
 }
 

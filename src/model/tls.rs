@@ -194,6 +194,42 @@ impl TlsTable {
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty() && self.default.is_none()
     }
+
+    /// How many TLS hosts there are, without listing them.
+    pub fn host_count(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    /// A copy in which the entries of `hosts`, and the expiry records of
+    /// `secrets` (`namespace/name`), are the ones `from` has (none where it
+    /// has none). The incremental compile recompiles the TLS hosts and
+    /// Secrets a change touched into `from` and splices them in this way.
+    pub fn splice<'h>(
+        &self,
+        from: &TlsTable,
+        hosts: impl IntoIterator<Item = &'h HostMatch>,
+        secrets: impl IntoIterator<Item = String>,
+    ) -> TlsTable {
+        let mut out = self.clone();
+        for host in hosts {
+            let (map, from_map, name) = match host {
+                HostMatch::Exact(h) => (&mut out.exact, &from.exact, h),
+                HostMatch::Wildcard(s) => (&mut out.wildcard, &from.wildcard, s),
+                HostMatch::Any => continue,
+            };
+            match from_map.get(name) {
+                Some(tls) => map.insert(name.clone(), tls.clone()),
+                None => map.remove(name),
+            };
+        }
+        for secret in secrets {
+            match from.expiry.get(&secret) {
+                Some(not_after) => out.expiry.insert(secret, *not_after),
+                None => out.expiry.remove(&secret),
+            };
+        }
+        out
+    }
 }
 
 impl fmt::Debug for TlsTable {

@@ -6,9 +6,14 @@
 //! seen like any edit. A file that fails to parse keeps its last good objects
 //! until it is fixed. Change events from the OS trigger a reload at once; a
 //! slow periodic rescan catches anything the OS did not report.
+//!
+//! The snapshot of every file's objects is kept, and a reload updates it
+//! with what the changed files changed: building it again from thousands of
+//! objects would cost more than compiling the change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::mem::{self, Discriminant};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -16,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{Object, ParseError, Snapshot, parse_manifest};
+use super::{Object, ObjectKey, ParseError, Snapshot, parse_manifest};
 
 /// How deep folders are followed (ConfigMap mounts and symlinked folders
 /// could otherwise loop).
@@ -29,6 +34,22 @@ const RESCAN_EVERY: Duration = Duration::from_secs(2);
 pub struct ManifestDir {
     root: PathBuf,
     files: HashMap<PathBuf, FileState>,
+    /// Every file's last good objects, as [`ManifestDir::snapshot`] gives
+    /// them; kept up to date by each reload.
+    snapshot: Snapshot,
+    /// The objects (by kind and key) that more than one document defines,
+    /// in one file or in several: a reload that touches one builds the
+    /// snapshot again, so that the later path keeps winning.
+    shared: HashSet<Kind>,
+}
+
+/// An object's kind and key: what makes two documents define one object.
+type Kind = (Discriminant<Object>, ObjectKey);
+
+/// One file's objects before and after a reload.
+struct Edit {
+    old: Vec<Object>,
+    new: Vec<Object>,
 }
 
 #[derive(Debug)]
@@ -84,6 +105,8 @@ impl ManifestDir {
         Self {
             root: root.into(),
             files: HashMap::new(),
+            snapshot: Snapshot::default(),
+            shared: HashSet::new(),
         }
     }
 
@@ -104,9 +127,19 @@ impl ManifestDir {
             return report;
         }
 
+        let mut edits = Vec::new();
         let before = self.files.len();
-        self.files
-            .retain(|path, _| found.iter().any(|(p, _)| p == path));
+        self.files.retain(|path, state| {
+            let keep = found.iter().any(|(p, _)| p == path);
+            if !keep {
+                let old = mem::take(&mut state.objects);
+                edits.push(Edit {
+                    old,
+                    new: Vec::new(),
+                });
+            }
+            keep
+        });
         report.changed |= self.files.len() != before;
 
         for (path, stamp) in found {
@@ -132,7 +165,9 @@ impl ManifestDir {
             state.stamp = stamp;
             match parsed {
                 Ok(objects) => {
-                    state.objects = objects;
+                    let new = objects.clone();
+                    let old = mem::replace(&mut state.objects, objects);
+                    edits.push(Edit { old, new });
                     state.error = None;
                     report.changed = true;
                 }
@@ -142,6 +177,7 @@ impl ManifestDir {
                 }
             }
         }
+        self.follow(edits);
         report
     }
 
@@ -149,12 +185,13 @@ impl ManifestDir {
     /// applied in path order, so when two files define the same object the
     /// later path wins, predictably.
     pub fn snapshot(&self) -> Snapshot {
-        let mut paths: Vec<_> = self.files.keys().collect();
-        paths.sort();
-        paths
-            .into_iter()
-            .flat_map(|p| self.files[p].objects.iter())
-            .collect()
+        self.snapshot.clone()
+    }
+
+    /// [`ManifestDir::snapshot`], borrowed: what the watcher compiles after
+    /// each reload, without copying the keys of thousands of objects.
+    pub fn current(&self) -> &Snapshot {
+        &self.snapshot
     }
 
     /// Files whose current version does not parse, with the reason.
@@ -166,6 +203,72 @@ impl ManifestDir {
             .collect();
         out.sort();
         out
+    }
+}
+
+// === impl ManifestDir (the snapshot) ===
+
+impl ManifestDir {
+    /// Brings the snapshot up to date with what the files changed: in
+    /// place for a few edits that touch no object defined twice, by a
+    /// rebuild otherwise.
+    fn follow(&mut self, edits: Vec<Edit>) {
+        if edits.is_empty() {
+            return;
+        }
+        let touched: usize = edits.iter().map(|e| e.old.len() + e.new.len()).sum();
+        if touched * 2 > self.snapshot.len() || !self.follow_in_place(&edits) {
+            self.rebuild();
+        }
+    }
+
+    /// Applies the edits to the snapshot unless one of them could change
+    /// which file wins an object; returns whether it did.
+    fn follow_in_place(&mut self, edits: &[Edit]) -> bool {
+        let kind = |o: &Object| (mem::discriminant(o), o.key());
+        // Objects new in this reload: each may appear once, and nowhere
+        // else, for the snapshot to take it as it is.
+        let mut added = HashSet::new();
+        let mut gone = Vec::new();
+        for edit in edits {
+            let old: HashSet<Kind> = edit.old.iter().map(kind).collect();
+            let mut new = HashSet::new();
+            for object in &edit.new {
+                let k = kind(object);
+                let elsewhere = !old.contains(&k)
+                    && (self.snapshot.contains(object) || !added.insert(k.clone()));
+                if elsewhere {
+                    return false;
+                }
+                new.insert(k);
+            }
+            if old.iter().chain(&new).any(|k| self.shared.contains(k)) {
+                return false;
+            }
+            gone.extend(edit.old.iter().filter(|o| !new.contains(&kind(o))));
+        }
+        for object in gone {
+            self.snapshot.remove(object);
+        }
+        for object in edits.iter().flat_map(|e| &e.new) {
+            self.snapshot.insert(object);
+        }
+        true
+    }
+
+    /// Builds the snapshot from every file, in path order.
+    fn rebuild(&mut self) {
+        let mut paths: Vec<_> = self.files.keys().collect();
+        paths.sort();
+        let mut snapshot = Snapshot::default();
+        let mut shared = HashSet::new();
+        for object in paths.into_iter().flat_map(|p| &self.files[p].objects) {
+            if snapshot.replace(object) {
+                shared.insert((mem::discriminant(object), object.key()));
+            }
+        }
+        self.snapshot = snapshot;
+        self.shared = shared;
     }
 }
 
@@ -308,6 +411,96 @@ mod tests {
         assert!(r.changed && r.errors.is_empty());
         assert_eq!(names(&dir), ["default/b"]);
         assert!(dir.broken_files().is_empty());
+    }
+
+    /// Services `names` with port `port`, one document each.
+    fn services(names: &[&str], port: u16) -> String {
+        names
+            .iter()
+            .map(|n| {
+                format!(
+                    "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}}}\nspec: {{ports: [{{port: {port}}}]}}\n"
+                )
+            })
+            .collect()
+    }
+
+    /// Writes a file the way editors and ConfigMap mounts do: a new file
+    /// renamed over the old one.
+    fn replace(dir: &Path, name: &str, text: &str) {
+        let staged = dir.join(format!(".{name}.tmp"));
+        fs::write(&staged, text).unwrap();
+        fs::rename(&staged, dir.join(name)).unwrap();
+    }
+
+    #[test]
+    fn an_object_in_two_files_is_the_later_paths_through_edits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let port = |dir: &ManifestDir| {
+            let snapshot = dir.snapshot();
+            let svc = &snapshot.services[&ObjectKey::new("default", "a")];
+            svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port
+        };
+        replace(tmp.path(), "1.yaml", &services(&["a"], 1));
+        replace(tmp.path(), "2.yaml", &services(&["a", "b"], 2));
+        let mut dir = ManifestDir::new(tmp.path());
+        dir.reload();
+        assert_eq!(port(&dir), 2);
+        // An edit of the earlier file changes nothing it loses.
+        replace(tmp.path(), "1.yaml", &services(&["a", "c"], 3));
+        dir.reload();
+        assert_eq!(port(&dir), 2);
+        assert_eq!(names(&dir), ["default/a", "default/b", "default/c"]);
+        // The later file lets go: the earlier one's version shows.
+        replace(tmp.path(), "2.yaml", &services(&["b"], 2));
+        dir.reload();
+        assert_eq!(port(&dir), 3);
+        // And takes it again, from a file that did not define it.
+        replace(tmp.path(), "0.yaml", &services(&["a"], 9));
+        replace(tmp.path(), "3.yaml", &services(&["a"], 4));
+        dir.reload();
+        assert_eq!(port(&dir), 4);
+    }
+
+    /// Random edits, creations and deletions of files that define
+    /// overlapping objects: the snapshot kept up to date by each reload is
+    /// always the one built from scratch.
+    #[test]
+    fn the_kept_snapshot_is_the_one_built_from_scratch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let pool: Vec<String> = (0..150).map(|i| format!("s{i}")).collect();
+        let pick = |rng: &mut fastrand::Rng, n: usize| -> Vec<&str> {
+            (0..n)
+                .map(|_| pool[rng.usize(0..pool.len())].as_str())
+                .collect()
+        };
+        // Enough objects that most edits are followed in place; now and
+        // then two files define one object.
+        for i in 0..40 {
+            let own: Vec<&str> = pool[i * 3..i * 3 + 3].iter().map(String::as_str).collect();
+            replace(tmp.path(), &format!("f{i:02}.yaml"), &services(&own, 1));
+        }
+        let mut dir = ManifestDir::new(tmp.path());
+        dir.reload();
+        for round in 0..300 {
+            let file = format!("f{:02}.yaml", rng.usize(0..48));
+            if rng.u8(0..10) == 0 {
+                let _ = fs::remove_file(tmp.path().join(&file));
+            } else {
+                let n = rng.usize(0..4);
+                let picked = pick(&mut rng, n);
+                replace(tmp.path(), &file, &services(&picked, rng.u16(1..100)));
+            }
+            dir.reload();
+            let mut fresh = ManifestDir::new(tmp.path());
+            fresh.reload();
+            assert_eq!(
+                format!("{:?}", dir.snapshot()),
+                format!("{:?}", fresh.snapshot()),
+                "round {round}"
+            );
+        }
     }
 
     #[test]

@@ -100,8 +100,14 @@ pub struct Changes {
 pub struct Pending {
     /// When the first change of this batch arrived.
     pub since: Option<Instant>,
-    /// Something other than endpoints changed: compile.
+    /// Something other than Ingresses and endpoints changed (or a cache was
+    /// listed again): read every cache, compile.
     pub full: bool,
+    /// The Ingresses that changed (or went): compile, reading only these
+    /// from the cache.
+    pub ingresses: HashSet<ObjectKey>,
+    /// The EndpointSlices that changed (or went).
+    pub slices: HashSet<ObjectKey>,
     /// The Services whose EndpointSlices changed: compile when a served
     /// route uses one of them.
     pub services: HashSet<ObjectKey>,
@@ -117,8 +123,13 @@ enum Change {
     /// Only status (written by this controller or its peers) changed:
     /// re-check what status should say, no recompile.
     Status,
-    /// The EndpointSlices of these Services changed.
-    Endpoints(Vec<ObjectKey>),
+    /// This Ingress changed in a way the table may depend on.
+    Ingress(ObjectKey),
+    /// This EndpointSlice changed; it belongs to these Services.
+    Endpoints {
+        slice: ObjectKey,
+        services: Vec<ObjectKey>,
+    },
 }
 
 /// A kind the reflectors cache.
@@ -153,7 +164,7 @@ impl Watched for Ingress {
         // back must not recompile the table.
         match old {
             Some(old) if same_but_status(old, new, |i| i.status = None) => Change::Status,
-            _ => Change::Compile,
+            _ => Change::Ingress(ObjectKey::of(&new.metadata)),
         }
     }
 }
@@ -185,7 +196,10 @@ impl Watched for EndpointSlice {
             // The compile step reads slices through their Service label only.
             Change::None
         } else {
-            Change::Endpoints(services)
+            Change::Endpoints {
+                slice: ObjectKey::of(&new.metadata),
+                services,
+            }
         }
     }
 }
@@ -455,8 +469,9 @@ async fn reflect<K: Watched>(
                 let old = reader.get(&ObjectRef::from_obj(new));
                 K::change(old.as_deref(), new)
             }
+            // A deletion always matters: as much as the object appearing.
             Event::Delete(old) => match K::change(Some(old), old) {
-                Change::Status => Change::Compile,
+                Change::Status => K::change(None, old),
                 other => other,
             },
             // A relist: the buffer is swapped in whole at InitDone.
@@ -508,8 +523,15 @@ impl Changes {
                 pending.since.get_or_insert_with(Instant::now);
                 true
             }
-            Change::Endpoints(services) => {
+            Change::Ingress(key) => {
                 let mut pending = self.pending.lock();
+                pending.ingresses.insert(key);
+                pending.since.get_or_insert_with(Instant::now);
+                true
+            }
+            Change::Endpoints { slice, services } => {
+                let mut pending = self.pending.lock();
+                pending.slices.insert(slice);
                 pending.services.extend(services);
                 pending.since.get_or_insert_with(Instant::now);
                 true
@@ -556,7 +578,26 @@ impl Pending {
     /// Whether the batch can change a table whose served routes use the
     /// Services in `routed`.
     pub fn needs_compile(&self, routed: &HashSet<ObjectKey>) -> bool {
-        self.full || self.services.iter().any(|s| routed.contains(s))
+        self.full || !self.ingresses.is_empty() || self.services.iter().any(|s| routed.contains(s))
+    }
+
+    /// Brings `snapshot`, read from `caches` when this batch began, up to
+    /// date with them for an Ingress and endpoint batch: only the objects
+    /// that changed are read again. A full batch needs
+    /// [`Caches::snapshot`] instead.
+    pub fn apply(&self, caches: &Caches, snapshot: &mut Snapshot) {
+        for key in &self.ingresses {
+            match caches.ingresses.get(key) {
+                Some(ingress) => snapshot.ingresses.insert(key.clone(), ingress),
+                None => snapshot.ingresses.remove(key),
+            };
+        }
+        for key in &self.slices {
+            match caches.endpoint_slices.get(key) {
+                Some(slice) => snapshot.endpoint_slices.insert(key.clone(), slice),
+                None => snapshot.endpoint_slices.remove(key),
+            };
+        }
     }
 }
 
@@ -653,11 +694,12 @@ mod tests {
             }),
         });
         assert_eq!(Ingress::change(Some(&old), &new), Change::Status);
+        let key = ObjectKey::new("shop", "web");
         assert_eq!(
             Ingress::change(Some(&old), &ingress("b.example")),
-            Change::Compile
+            Change::Ingress(key.clone())
         );
-        assert_eq!(Ingress::change(None, &old), Change::Compile);
+        assert_eq!(Ingress::change(None, &old), Change::Ingress(key));
     }
 
     #[test]
@@ -670,7 +712,10 @@ mod tests {
         let web = ObjectKey::new("shop", "web");
         assert_eq!(
             EndpointSlice::change(None, &slice),
-            Change::Endpoints(vec![web.clone()])
+            Change::Endpoints {
+                slice: ObjectKey::new("shop", "web-1"),
+                services: vec![web.clone()]
+            }
         );
         let mut unlabelled = slice.clone();
         unlabelled.metadata.labels = None;
@@ -722,13 +767,21 @@ mod tests {
         let changes = Changes::default();
         changes.record(Change::None);
         assert!(changes.take().since.is_none());
-        changes.record(Change::Endpoints(vec![ObjectKey::new("a", "b")]));
+        changes.record(Change::Endpoints {
+            slice: ObjectKey::new("a", "b-1"),
+            services: vec![ObjectKey::new("a", "b")],
+        });
         let first = changes.wait().await;
-        changes.record(Change::Compile);
+        changes.record(Change::Ingress(ObjectKey::new("a", "web")));
         let pending = changes.take();
         assert_eq!(pending.since, Some(first));
-        assert!(pending.full);
+        assert!(!pending.full);
+        assert!(pending.needs_compile(&HashSet::new()));
+        assert_eq!(pending.ingresses.len(), 1);
+        assert_eq!(pending.slices.len(), 1);
         assert_eq!(pending.services.len(), 1);
+        changes.record(Change::Compile);
+        assert!(changes.take().full);
         assert!(changes.take().since.is_none());
     }
 }

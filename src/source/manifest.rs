@@ -63,6 +63,25 @@ pub enum ParseError {
 
 // === impl Object ===
 
+impl Object {
+    /// The key the object is filed under in a [`super::Snapshot`]: its
+    /// namespace and name (the name alone for an IngressClass, which has no
+    /// namespace).
+    pub fn key(&self) -> super::ObjectKey {
+        let meta = match self {
+            Object::Ingress(o) => &o.metadata,
+            Object::IngressClass(o) => {
+                return super::ObjectKey::new("", o.metadata.name.clone().unwrap_or_default());
+            }
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::BalancerPolicy(o) => &o.metadata,
+        };
+        super::ObjectKey::of(meta)
+    }
+}
+
 impl fmt::Debug for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

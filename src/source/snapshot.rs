@@ -74,28 +74,58 @@ impl Snapshot {
     /// Adds or replaces one object. Kinds the compile step does not read are
     /// dropped here.
     pub fn insert(&mut self, object: &Object) {
+        self.replace(object);
+    }
+
+    /// [`Snapshot::insert`], saying whether an object of the same kind and
+    /// key was there.
+    pub fn replace(&mut self, object: &Object) -> bool {
         match object {
-            Object::Ingress(i) => {
-                self.ingresses.insert(ObjectKey::of(&i.metadata), i.clone());
-            }
+            Object::Ingress(i) => (self.ingresses)
+                .insert(ObjectKey::of(&i.metadata), i.clone())
+                .is_some(),
             Object::IngressClass(c) => {
                 let name = c.metadata.name.clone().unwrap_or_default();
-                self.ingress_classes.insert(name, c.clone());
+                self.ingress_classes.insert(name, c.clone()).is_some()
             }
-            Object::Service(s) => {
-                self.services.insert(ObjectKey::of(&s.metadata), s.clone());
-            }
-            Object::EndpointSlice(e) => {
-                self.endpoint_slices
-                    .insert(ObjectKey::of(&e.metadata), e.clone());
-            }
-            Object::Secret(s) => {
-                self.secrets.insert(ObjectKey::of(&s.metadata), s.clone());
-            }
-            Object::BalancerPolicy(p) => {
-                self.balancer_policies
-                    .insert(ObjectKey::of(&p.metadata), p.clone());
-            }
+            Object::Service(s) => (self.services)
+                .insert(ObjectKey::of(&s.metadata), s.clone())
+                .is_some(),
+            Object::EndpointSlice(e) => (self.endpoint_slices)
+                .insert(ObjectKey::of(&e.metadata), e.clone())
+                .is_some(),
+            Object::Secret(s) => (self.secrets)
+                .insert(ObjectKey::of(&s.metadata), s.clone())
+                .is_some(),
+            Object::BalancerPolicy(p) => (self.balancer_policies)
+                .insert(ObjectKey::of(&p.metadata), p.clone())
+                .is_some(),
+        }
+    }
+
+    /// Whether an object of the same kind and key as `object` is here.
+    pub fn contains(&self, object: &Object) -> bool {
+        let key = object.key();
+        match object {
+            Object::Ingress(_) => self.ingresses.contains_key(&key),
+            Object::IngressClass(_) => self.ingress_classes.contains_key(&key.name),
+            Object::Service(_) => self.services.contains_key(&key),
+            Object::EndpointSlice(_) => self.endpoint_slices.contains_key(&key),
+            Object::Secret(_) => self.secrets.contains_key(&key),
+            Object::BalancerPolicy(_) => self.balancer_policies.contains_key(&key),
+        }
+    }
+
+    /// Removes the object of the same kind and key as `object`.
+    pub fn remove(&mut self, object: &Object) {
+        let key = object.key();
+        match object {
+            Object::Ingress(_) => drop(self.ingresses.remove(&key)),
+            Object::IngressClass(_) => drop(self.ingress_classes.remove(&key.name)),
+            Object::Service(_) => drop(self.services.remove(&key)),
+            Object::EndpointSlice(_) => drop(self.endpoint_slices.remove(&key)),
+            Object::Secret(_) => drop(self.secrets.remove(&key)),
+            Object::BalancerPolicy(_) => drop(self.balancer_policies.remove(&key)),
         }
     }
 

@@ -8,17 +8,17 @@ use crate::model::TlsTable;
 use crate::source::ObjectKey;
 
 /// A generated certificate for `names`, PEM, with its key.
-struct Pem {
-    cert: String,
-    key: String,
+pub(super) struct Pem {
+    pub(super) cert: String,
+    pub(super) key: String,
     der: Vec<u8>,
 }
 
-fn pem(names: &[&str]) -> Pem {
+pub(super) fn pem(names: &[&str]) -> Pem {
     pem_until(names, (4096, 1, 1))
 }
 
-fn pem_until(names: &[&str], (y, m, d): (i32, u8, u8)) -> Pem {
+pub(super) fn pem_until(names: &[&str], (y, m, d): (i32, u8, u8)) -> Pem {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = rcgen::CertificateParams::new(names).unwrap();
     params.not_after = rcgen::date_time_ymd(y, m, d);
@@ -32,7 +32,7 @@ fn pem_until(names: &[&str], (y, m, d): (i32, u8, u8)) -> Pem {
 }
 
 /// A `kubernetes.io/tls` Secret with `data` (base64), as kubectl writes it.
-fn mk_secret(ns: &str, name: &str, p: &Pem) -> Object {
+pub(super) fn mk_secret(ns: &str, name: &str, p: &Pem) -> Object {
     mk_secret_raw(
         ns,
         name,
@@ -42,7 +42,7 @@ fn mk_secret(ns: &str, name: &str, p: &Pem) -> Object {
     )
 }
 
-fn mk_secret_raw(ns: &str, name: &str, ty: &str, cert: &[u8], key: &[u8]) -> Object {
+pub(super) fn mk_secret_raw(ns: &str, name: &str, ty: &str, cert: &[u8], key: &[u8]) -> Object {
     use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::Secret;
     let mut secret = Secret::default();
@@ -60,7 +60,7 @@ fn mk_secret_raw(ns: &str, name: &str, ty: &str, cert: &[u8], key: &[u8]) -> Obj
 }
 
 impl Ing {
-    fn tls(mut self, hosts: &[&str], secret: Option<&str>) -> Self {
+    pub(super) fn tls(mut self, hosts: &[&str], secret: Option<&str>) -> Self {
         let mut entry = json!({"hosts": hosts});
         if let Some(secret) = secret {
             entry["secretName"] = json!(secret);
