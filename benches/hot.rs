@@ -20,7 +20,8 @@
 //! (a debug build) the 10,000-Ingress cases are cut to 1,000.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
-use std::fmt::Write as _;
+mod fixtures;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -336,27 +337,7 @@ fn manifests(ingresses: usize) -> String {
         } else {
             format!("h{i}.bench.local")
         };
-        let _ = write!(
-            out,
-            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing-{i}, namespace: bench}}\n\
-             spec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n\
-             \x20     - {{path: /p0, pathType: Prefix, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
-             \x20     - {{path: /p1, pathType: Prefix, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
-             \x20     - {{path: /p2, pathType: Exact, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
-             ---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: bench}}\n\
-             spec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n\
-             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-             metadata: {{name: svc-{i}-a, namespace: bench, labels: {{kubernetes.io/service-name: svc-{i}}}}}\n\
-             addressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n"
-        );
-        for e in 0..5 {
-            let _ = writeln!(
-                out,
-                "- addresses: [\"10.{}.{}.{e}\"]",
-                (i / 250) % 250,
-                i % 250
-            );
-        }
+        fixtures::write_ingress(&mut out, i, &host, "/p0");
     }
     out
 }

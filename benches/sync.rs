@@ -17,7 +17,8 @@
 //! - full publish: a Service changed, which takes a full compile + swap.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
-use std::fmt::Write as _;
+mod fixtures;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -186,27 +187,7 @@ fn write_file(dir: &Path, file: usize, total: usize, version: usize) {
         } else {
             "/p0".to_string()
         };
-        let _ = write!(
-            out,
-            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ing-{i}, namespace: bench}}\n\
-             spec:\n  rules:\n  - host: h{i}.bench.local\n    http:\n      paths:\n\
-             \x20     - {{path: \"{first}\", pathType: Prefix, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
-             \x20     - {{path: /p1, pathType: Prefix, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
-             \x20     - {{path: /p2, pathType: Exact, backend: {{service: {{name: svc-{i}, port: {{number: 80}}}}}}}}\n\
-             ---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: bench}}\n\
-             spec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n\
-             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-             metadata: {{name: svc-{i}-a, namespace: bench, labels: {{kubernetes.io/service-name: svc-{i}}}}}\n\
-             addressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n"
-        );
-        for e in 0..5 {
-            let _ = writeln!(
-                out,
-                "- addresses: [\"10.{}.{}.{e}\"]",
-                (i / 250) % 250,
-                i % 250
-            );
-        }
+        fixtures::write_ingress(&mut out, i, &format!("h{i}.bench.local"), &first);
     }
     let path = dir.join(format!("ingresses-{file:04}.yaml"));
     let staged = dir.join(format!(".ingresses-{file:04}.tmp"));
