@@ -28,6 +28,15 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// Serves the manifests folder until SIGINT/SIGTERM, then drains.
 pub async fn standalone(settings: Settings) -> anyhow::Result<()> {
+    manifests_root(&settings)?;
+    // Signals first: once the ports are announced, SIGTERM drains.
+    let (_trigger, shutdown) = shutdown::on_signals();
+    let listeners = Listeners::bind(&settings).await?;
+    standalone_on(settings, listeners, shutdown).await
+}
+
+/// `--manifests`, which must be a folder.
+fn manifests_root(settings: &Settings) -> anyhow::Result<std::path::PathBuf> {
     let root = settings
         .manifests
         .clone()
@@ -37,11 +46,17 @@ pub async fn standalone(settings: Settings) -> anyhow::Result<()> {
         "--manifests {}: not a folder",
         root.display()
     );
+    Ok(root)
+}
 
-    // Signals first: once the ports are announced, SIGTERM drains.
-    let (_trigger, shutdown) = shutdown::on_signals();
-    let listeners = Listeners::bind(&settings).await?;
-
+/// Standalone mode on listeners bound (and signals caught) by the caller:
+/// the demo binds first to print the ports it really got.
+pub async fn standalone_on(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let root = manifests_root(&settings)?;
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
     let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));

@@ -256,3 +256,65 @@ async fn config_file_request_timeout_takes_effect() {
     assert!(!resp.body.trim().is_empty());
     assert_eq!(proxy.metric("http_timeouts_total").await, Some(1.0));
 }
+
+/// `demo` with port 0 announces the ports it really listens on, and on
+/// SIGTERM removes the manifests folder it made for itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_names_its_real_ports_and_removes_its_folder() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--http-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", "127.0.0.1:0", "--workers", "1"])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let prefix = "curl -H 'Host: demo.local' http://localhost:";
+    let port: u16 = loop {
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("the demo prints its banner");
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
+            break rest.trim_end_matches('/').parse().unwrap();
+        }
+    };
+    assert_ne!(port, 0);
+    let resp = get(port, "demo.local", "/").await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let folder = tmp.path().join(format!("rust-strom-demo-{}", child.id()));
+    assert!(folder.join("demo-ingress.yaml").is_file());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit}");
+    assert!(!folder.exists(), "{} was left behind", folder.display());
+}

@@ -21,18 +21,26 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     for name in BACKENDS {
         addrs.push(echo::spawn(name, SocketAddr::from(([127, 0, 0, 1], 0))).await?);
     }
-    let dir = match settings.manifests.clone() {
-        Some(dir) => dir,
-        None => std::env::temp_dir().join(format!("rust-strom-demo-{}", std::process::id())),
+    // A folder of our own (none given) is removed when the demo ends.
+    let (dir, own_dir) = match settings.manifests.clone() {
+        Some(dir) => (dir, false),
+        None => (
+            std::env::temp_dir().join(format!("rust-strom-demo-{}", std::process::id())),
+            true,
+        ),
     };
     write_manifests(&dir, &addrs)?;
     settings.manifests = Some(dir.clone());
 
-    let port = settings.http_addr.port();
-    let https = settings.https_addr.port();
+    // Bound before the banner, so it names the ports really listened on
+    // (port 0 picks free ones); signals first, as in standalone mode.
+    let (_trigger, shutdown) = crate::shutdown::on_signals();
+    let listeners = crate::run::Listeners::bind(&settings).await?;
+    let port = listeners.http.local_addr()?.port();
+    let https = listeners.https.local_addr()?.port();
     // Redirects from the demo's HTTP port go to its HTTPS port, not to 443.
     settings.https_redirect_port.get_or_insert(https);
-    let metrics = settings.metrics_addr.port();
+    let metrics = listeners.admin.local_addr()?.port();
     println!(
         "\nRustStrom demo: demo.local -> {} echo backends ({})\n\
          manifests: {} (edit them: changes apply live)\n\n\
@@ -51,7 +59,11 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             .join(", "),
         dir.display(),
     );
-    crate::run::standalone(settings).await
+    let served = crate::run::standalone_on(settings, listeners, shutdown).await;
+    if own_dir && let Err(error) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(%error, dir = %dir.display(), "cannot remove the demo's manifests folder");
+    }
+    served
 }
 
 /// Writes the Ingress and Service once (so edits survive a restart) and the
