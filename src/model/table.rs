@@ -154,38 +154,20 @@ impl RoutingTable {
     pub fn with_backends(
         &self,
         generation: u64,
-        mut replace: impl FnMut(&Arc<Backend>) -> Option<Arc<Backend>>,
+        replace: impl FnMut(&Arc<Backend>) -> Option<Arc<Backend>>,
     ) -> RoutingTable {
-        let mut hosts = |map: &HashMap<Arc<str>, HostRoutes>| {
-            let mut map = map.clone();
-            for routes in map.values_mut() {
-                if let Some(copy) = routes.with_backends(&mut replace) {
-                    *routes = copy;
-                }
-            }
-            map
-        };
-        let exact = hosts(&self.exact);
-        let wildcard = hosts(&self.wildcard);
-        let any = self
-            .any
-            .with_backends(&mut replace)
-            .unwrap_or_else(|| self.any.clone());
-        let default_backend = self.default_backend.as_ref().map(|r| {
-            let mut r = r.clone();
-            if let Some(b) = replace(&r.backend) {
-                r.backend = b;
-            }
-            r
-        });
-        RoutingTable {
-            generation,
-            exact,
-            wildcard,
-            any,
-            default_backend,
-            tls: self.tls.clone(),
-        }
+        let hosts: Vec<HostMatch> = self
+            .exact
+            .keys()
+            .map(|h| HostMatch::Exact(h.to_string()))
+            .chain(
+                self.wildcard
+                    .keys()
+                    .map(|s| HostMatch::Wildcard(s.to_string())),
+            )
+            .chain(std::iter::once(HostMatch::Any))
+            .collect();
+        self.with_backends_in(generation, &hosts, true, replace)
     }
 
     /// [`RoutingTable::with_backends`] when the caller knows which hosts
