@@ -119,7 +119,10 @@ pub async fn serve(
     let acceptor = proxy::tls::acceptor(table.clone())?;
     let proxy = Arc::new(Proxy {
         table,
-        upstream: proxy::upstream::Upstream::new(metrics.backends.connections_opened.clone()),
+        upstream: proxy::upstream::Upstream::new(
+            metrics.backends.connections_opened.clone(),
+            metrics.backends.connections_salvaged.clone(),
+        ),
         metrics,
         request_timeout: settings.request_timeout,
         tunnels: proxy::upgrade::Tunnels::new(),

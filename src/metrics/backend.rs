@@ -15,6 +15,8 @@
 //! - `backend_response_time_seconds{backend}` lives in the parent module.
 //! - `upstream_connections_opened_total`, `upstream_requests_total`: their
 //!   difference is the requests that reused a pooled connection.
+//! - `upstream_connections_salvaged_total`: connections kept by reading the
+//!   rest of an answer whose client went away.
 
 use std::sync::{Arc, OnceLock};
 
@@ -32,6 +34,7 @@ pub struct BackendFamilies {
     in_flight: IntGaugeVec,
     pub endpoints: IntGaugeVec,
     pub connections_opened: IntCounter,
+    pub connections_salvaged: IntCounter,
     pub upstream_requests: IntCounter,
 }
 
@@ -97,6 +100,10 @@ impl BackendFamilies {
                 "upstream_connections_opened_total",
                 "Connections opened to backends (the rest of upstream_requests_total reused one)",
             )?,
+            connections_salvaged: IntCounter::new(
+                "upstream_connections_salvaged_total",
+                "Connections kept by reading the rest of an answer whose client went away",
+            )?,
             upstream_requests: IntCounter::new(
                 "upstream_requests_total",
                 "Requests sent to backends",
@@ -112,6 +119,7 @@ impl BackendFamilies {
         registry.register(Box::new(self.in_flight.clone()))?;
         registry.register(Box::new(self.endpoints.clone()))?;
         registry.register(Box::new(self.connections_opened.clone()))?;
+        registry.register(Box::new(self.connections_salvaged.clone()))?;
         registry.register(Box::new(self.upstream_requests.clone()))?;
         Ok(())
     }

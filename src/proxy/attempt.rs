@@ -13,6 +13,8 @@
 //! Every try feeds the passive health check: failures in a row eject the
 //! endpoint; any success resets its count.
 
+use std::sync::Arc;
+
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
@@ -171,7 +173,7 @@ async fn try_once(
     request: Request<UpstreamBody>,
     backend: &Backend,
     endpoint: &Endpoint,
-    state: &EndpointState,
+    state: &Arc<EndpointState>,
 ) -> Outcome {
     let policy = &backend.policy;
     let sending = upstream.send(

@@ -2,7 +2,8 @@
 //! the request stops counting as in flight on its endpoint (least
 //! connection and PeakEWMA see it) only once the last byte went out, and the
 //! upstream connection goes back to its pool only once the body was read to
-//! its end (a body abandoned half-way leaves the connection unusable).
+//! its end (what a client abandoned is read in the background when small,
+//! see [`Lease::salvage_body`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,7 +19,8 @@ use crate::balance::InFlight;
 /// A backend's body with its in-flight guard and its connection.
 #[derive(Debug)]
 pub struct Tracked {
-    inner: Incoming,
+    /// Taken only by `drop`, to read the rest of an abandoned body.
+    inner: Option<Incoming>,
     /// Taken at the end of the body, or dropped with the body if the client
     /// goes away first.
     done: Option<Done>,
@@ -27,7 +29,8 @@ pub struct Tracked {
 /// What ends with the body.
 #[derive(Debug)]
 struct Done {
-    in_flight: InFlight,
+    /// Held for its `Drop`: the request stops counting as in flight.
+    _in_flight: InFlight,
     gauge: GaugeGuard,
     /// `None` for a connection that cannot be reused (an upgrade).
     lease: Option<Lease>,
@@ -58,9 +61,9 @@ impl Tracked {
         lease: Option<Lease>,
     ) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             done: Some(Done {
-                in_flight,
+                _in_flight: in_flight,
                 gauge,
                 lease,
             }),
@@ -73,7 +76,7 @@ impl Tracked {
             return;
         };
         if complete && let Some(lease) = done.lease {
-            lease.release(done.in_flight.state());
+            lease.release();
         }
         drop(done.gauge);
     }
@@ -82,9 +85,18 @@ impl Tracked {
 impl Drop for Tracked {
     /// hyper stops polling a body that says it has ended (a known length
     /// fully read, or no body at all), so the end is often seen only here.
+    /// A body the client abandoned is finished in the background.
     fn drop(&mut self) {
-        let complete = self.inner.is_end_stream();
-        self.finish(complete);
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        if inner.is_end_stream() {
+            self.finish(true);
+        } else if let Some(done) = self.done.take()
+            && let Some(lease) = done.lease
+        {
+            lease.salvage_body(inner);
+        }
     }
 }
 
@@ -96,7 +108,10 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.finish(true),
             Poll::Ready(Some(Err(_))) => self.finish(false),
@@ -106,10 +121,12 @@ impl Body for Tracked {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }

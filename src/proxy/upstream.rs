@@ -5,17 +5,28 @@
 //! request finds them without hashing anything, and they outlive table
 //! swaps exactly as long as the endpoint does. A connection is checked out
 //! for one request and goes back when the response body has been read to
-//! its end ([`Lease::release`]); a body dropped half-way closes it. No task
-//! is spawned per request: only one per connection, which hyper's
-//! connection future runs in.
+//! its end ([`Lease::release`]). No task is spawned per request: only one
+//! per connection, which hyper's connection future runs in.
+//!
+//! A client that goes away before its answer is complete would cost the
+//! connection too: hyper closes a connection whose response nobody reads.
+//! When what is left of the answer is small and quick, it is read and
+//! thrown away instead, and the connection goes back to the pool (see
+//! [`Lease::salvage_body`]); otherwise the connection is closed, as nginx
+//! does.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{Either, Empty};
+use futures::TryFuture;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -42,6 +53,11 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// How often idle connections past their timeout are closed. A checkout
 /// never hands one out, so this only bounds how long the socket lingers.
 const REAP_EVERY: Duration = Duration::from_secs(5);
+/// An answer whose client went away is read to its end (and the connection
+/// kept) only if that takes at most this long...
+const SALVAGE_TIME: Duration = Duration::from_secs(1);
+/// ...and at most this many more body bytes; past either, it is closed.
+const SALVAGE_BYTES: usize = 64 * 1024;
 
 /// Client requests stream their bodies straight through; a bodiless request
 /// sent again (see [`super::attempt`]) has an empty body.
@@ -61,6 +77,7 @@ pub enum UpstreamError {
 /// Opens upstream connections; counts them for `/metrics`.
 pub struct Upstream {
     opened: IntCounter,
+    salvaged: IntCounter,
 }
 
 /// One endpoint's idle keep-alive connections, most recently used last.
@@ -76,18 +93,31 @@ struct Idle {
     expires: Instant,
 }
 
-/// A connection checked out for one request.
+/// A connection checked out for one request, and the pool it returns to.
 #[derive(Debug)]
 pub struct Lease {
     sender: SendRequest<UpstreamBody>,
+    state: Arc<EndpointState>,
     idle_timeout: Duration,
+    /// Counts the connection if it is salvaged.
+    salvaged: IntCounter,
+}
+
+/// The response a sent request is waiting for; if the wait is abandoned
+/// (the client went away, a timeout fired), the connection is salvaged.
+struct Awaiting<F>
+where
+    F: TryFuture<Ok = Response<Incoming>> + Send + 'static,
+{
+    /// `None` once answered.
+    pending: Option<(Pin<Box<F>>, Lease)>,
 }
 
 // === impl Upstream ===
 
 impl Upstream {
-    pub fn new(opened: IntCounter) -> Self {
-        Self { opened }
+    pub fn new(opened: IntCounter, salvaged: IntCounter) -> Self {
+        Self { opened, salvaged }
     }
 
     /// Sends `req` (origin-form URI, `Host` set) to `endpoint` on a pooled
@@ -97,7 +127,7 @@ impl Upstream {
     pub async fn send(
         &self,
         endpoint: &Endpoint,
-        state: &EndpointState,
+        state: &Arc<EndpointState>,
         connect_timeout: Duration,
         idle_timeout: Duration,
         mut req: Request<UpstreamBody>,
@@ -106,16 +136,10 @@ impl Upstream {
             if sender.ready().await.is_err() {
                 continue;
             }
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    return Ok((
-                        response,
-                        Lease {
-                            sender,
-                            idle_timeout,
-                        },
-                    ));
-                }
+            let response = sender.try_send_request(req);
+            let lease = self.lease(sender, state, idle_timeout);
+            match Awaiting::new(response, lease).await {
+                Ok(answered) => return Ok(answered),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(UpstreamError::Http(error.into_error())),
@@ -125,14 +149,25 @@ impl Upstream {
         // Boxed: opening a connection is the rare path, and its future is
         // large; unboxed it would grow (and be copied with) every request's.
         let mut sender = Box::pin(self.connect(endpoint, connect_timeout)).await?;
-        let response = sender.send_request(req).await?;
-        Ok((
-            response,
-            Lease {
-                sender,
-                idle_timeout,
-            },
-        ))
+        let response = sender.send_request(req);
+        let lease = self.lease(sender, state, idle_timeout);
+        Awaiting::new(response, lease)
+            .await
+            .map_err(UpstreamError::Http)
+    }
+
+    fn lease(
+        &self,
+        sender: SendRequest<UpstreamBody>,
+        state: &Arc<EndpointState>,
+        idle_timeout: Duration,
+    ) -> Lease {
+        Lease {
+            sender,
+            state: state.clone(),
+            idle_timeout,
+            salvaged: self.salvaged.clone(),
+        }
     }
 
     /// Opens a connection and starts its task.
@@ -266,8 +301,102 @@ impl IdlePool {
 
 impl Lease {
     /// The response was read to its end: the connection can take the next
-    /// request, so it goes back to `state`'s pool.
-    pub fn release(self, state: &EndpointState) {
-        state.pool().put(self.sender, self.idle_timeout);
+    /// request, so it goes back to its endpoint's pool.
+    pub fn release(self) {
+        self.state.pool().put(self.sender, self.idle_timeout);
+    }
+
+    /// The client stopped reading `body` before its end: the rest is read
+    /// and dropped in the background, and the connection pooled, if that
+    /// fits in [`SALVAGE_TIME`] and [`SALVAGE_BYTES`].
+    pub fn salvage_body(self, body: Incoming) {
+        spawn_salvage(async move {
+            drain(body).await?;
+            Some(self)
+        });
+    }
+}
+
+/// Reads `body` to its end and drops it; `None` past [`SALVAGE_BYTES`] or
+/// on an error.
+async fn drain(mut body: Incoming) -> Option<()> {
+    let mut left = SALVAGE_BYTES;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.ok()?.data_ref() {
+            left = left.checked_sub(data.len())?;
+        }
+    }
+    Some(())
+}
+
+/// Runs `salvage` in the background within [`SALVAGE_TIME`], and pools the
+/// connection it hands back. Outside a runtime (the process is stopping)
+/// the connection is simply closed.
+fn spawn_salvage(salvage: impl Future<Output = Option<Lease>> + Send + 'static) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        if let Ok(Some(lease)) = tokio::time::timeout(SALVAGE_TIME, salvage).await {
+            let salvaged = lease.salvaged.clone();
+            lease.release();
+            salvaged.inc();
+        }
+    });
+}
+
+// === impl Awaiting ===
+
+impl<F> Awaiting<F>
+where
+    F: TryFuture<Ok = Response<Incoming>> + Send + 'static,
+{
+    /// Boxed so that an abandoned wait can move to a background task.
+    fn new(response: F, lease: Lease) -> Self {
+        Self {
+            pending: Some((Box::pin(response), lease)),
+        }
+    }
+}
+
+impl<F> Future for Awaiting<F>
+where
+    F: TryFuture<Ok = Response<Incoming>> + Send + 'static,
+{
+    /// On an error the connection is dropped, which closes it.
+    type Output = Result<(Response<Incoming>, Lease), F::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some((response, _)) = self.pending.as_mut() else {
+            // Polled again after it was answered.
+            return Poll::Pending;
+        };
+        let result = std::task::ready!(response.as_mut().try_poll(cx));
+        let Some((_, lease)) = self.pending.take() else {
+            return Poll::Pending;
+        };
+        Poll::Ready(result.map(|response| (response, lease)))
+    }
+}
+
+impl<F> Drop for Awaiting<F>
+where
+    F: TryFuture<Ok = Response<Incoming>> + Send + 'static,
+{
+    /// Dropped while waiting: the request went out, so the backend will
+    /// answer; a small, quick answer is read and the connection kept.
+    fn drop(&mut self) {
+        if let Some((mut response, lease)) = self.pending.take() {
+            spawn_salvage(async move {
+                let response = futures::future::poll_fn(|cx| response.as_mut().try_poll(cx))
+                    .await
+                    .ok()?;
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    return None;
+                }
+                drain(response.into_body()).await?;
+                Some(lease)
+            });
+        }
     }
 }
