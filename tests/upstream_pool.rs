@@ -134,23 +134,7 @@ async fn sequential_requests_reuse_one_upstream_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_abandoned_half_way_retires_its_connection() {
     let (_dir, proxy, counts) = start(None).await;
-    let mut sender = connect::<http_body_util::Empty<Bytes>>(proxy.http_port).await;
-    let resp = tokio::time::timeout(
-        DEADLINE,
-        sender.send_request(get_req("pool.local", "/stream")),
-    )
-    .await
-    .expect("response in time")
-    .expect("response");
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    let first = tokio::time::timeout(DEADLINE, body.frame())
-        .await
-        .expect("a chunk in time");
-    assert!(first.is_some());
-    // The client goes away in the middle of the body.
-    drop(body);
-    drop(sender);
+    leave_after_first_chunk(&proxy, "/stream").await;
     wait_until(DEADLINE, "the backend connection closes", || async {
         counts.open.load(Ordering::SeqCst) == 0
     })
@@ -186,6 +170,41 @@ spec:
     assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
 }
 
+/// Sends GET `path`, reads the answer's first chunk, and goes away.
+async fn leave_after_first_chunk(proxy: &Proxy, path: &str) {
+    let mut sender = connect::<http_body_util::Empty<Bytes>>(proxy.http_port).await;
+    let resp = tokio::time::timeout(DEADLINE, sender.send_request(get_req("pool.local", path)))
+        .await
+        .expect("response in time")
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .expect("a chunk in time");
+    assert!(first.is_some());
+}
+
+/// Lets the held answer finish, waits until the proxy has read it and
+/// pooled its connection, and checks that the next request reuses it.
+async fn assert_connection_kept(proxy: &Proxy, counts: &Counts) {
+    counts.finish.notify_one();
+    wait_until(
+        DEADLINE,
+        "the rest is read and the connection kept",
+        || async { proxy.metric("upstream_connections_salvaged_total").await == Some(1.0) },
+    )
+    .await;
+    let resp = get(proxy.http_port, "pool.local", "/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, "ok");
+    assert_eq!(
+        counts.accepted.load(Ordering::SeqCst),
+        1,
+        "no new connection"
+    );
+}
+
 /// Requests the proxy counts as in flight to backends now.
 async fn in_flight(proxy: &Proxy) -> f64 {
     proxy
@@ -217,62 +236,16 @@ async fn a_client_gone_before_the_answer_does_not_cost_the_connection() {
         in_flight(&proxy).await == 0.0
     })
     .await;
-    counts.finish.notify_one();
-    wait_until(
-        DEADLINE,
-        "the late answer is read and the connection kept",
-        || async { proxy.metric("upstream_connections_salvaged_total").await == Some(1.0) },
-    )
-    .await;
-
-    let resp = get(proxy.http_port, "pool.local", "/").await;
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.body, "ok");
-    assert_eq!(
-        counts.accepted.load(Ordering::SeqCst),
-        1,
-        "no new connection"
-    );
+    assert_connection_kept(&proxy, &counts).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_body_abandoned_half_way_is_read_and_the_connection_kept() {
     let (_dir, proxy, counts) = start(None).await;
-    let mut sender = connect::<http_body_util::Empty<Bytes>>(proxy.http_port).await;
-    let resp = tokio::time::timeout(
-        DEADLINE,
-        sender.send_request(get_req("pool.local", "/held-body")),
-    )
-    .await
-    .expect("response in time")
-    .expect("response");
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    let first = tokio::time::timeout(DEADLINE, body.frame())
-        .await
-        .expect("a chunk in time");
-    assert!(first.is_some());
-    // The client goes away before the last chunk.
-    drop(body);
-    drop(sender);
+    leave_after_first_chunk(&proxy, "/held-body").await;
     wait_until(DEADLINE, "the proxy drops the response", || async {
         in_flight(&proxy).await == 0.0
     })
     .await;
-    counts.finish.notify_one();
-    wait_until(
-        DEADLINE,
-        "the rest is read and the connection kept",
-        || async { proxy.metric("upstream_connections_salvaged_total").await == Some(1.0) },
-    )
-    .await;
-
-    let resp = get(proxy.http_port, "pool.local", "/").await;
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.body, "ok");
-    assert_eq!(
-        counts.accepted.load(Ordering::SeqCst),
-        1,
-        "no new connection"
-    );
+    assert_connection_kept(&proxy, &counts).await;
 }
