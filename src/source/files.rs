@@ -18,7 +18,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::{Object, ObjectKey, ParseError, Snapshot, parse_manifest};
@@ -331,7 +332,7 @@ pub fn watch(root: &Path) -> (mpsc::Receiver<()>, Option<notify::RecommendedWatc
     let (tx, rx) = mpsc::channel(1);
     let events = tx.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|event| may_change(&event.kind)) {
             // A full channel already holds a pending reload: nothing lost.
             let _ = events.try_send(());
         }
@@ -355,6 +356,17 @@ pub fn watch(root: &Path) -> (mpsc::Receiver<()>, Option<notify::RecommendedWatc
         }
     });
     (rx, watcher)
+}
+
+/// Whether an OS event can mean that a file changed. Opening a file or the
+/// folder is not a change, and reacting to it would loop: every reload
+/// opens the folder, which reports an open, which asks for a reload.
+fn may_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -521,5 +533,43 @@ mod tests {
         fs::remove_file(&file).unwrap();
         assert!(dir.reload().changed);
         assert!(names(&dir).is_empty());
+    }
+
+    #[test]
+    fn opening_a_file_is_not_a_change() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+        assert!(!may_change(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!may_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(may_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(may_change(&EventKind::Create(CreateKind::File)));
+        assert!(may_change(&EventKind::Modify(ModifyKind::Any)));
+    }
+
+    /// A reload opens the folder and the changed files; if that asked for
+    /// another reload, standalone mode would rescan forever.
+    #[tokio::test]
+    async fn the_watcher_ignores_the_reloads_own_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("a.yaml"), SVC_A).unwrap();
+        let (mut rx, watcher) = watch(tmp.path());
+        assert!(watcher.is_some(), "inotify watch");
+        // The periodic rescan ticks once at the start, then every 2 s.
+        rx.recv().await.unwrap();
+
+        let mut dir = ManifestDir::new(tmp.path());
+        assert!(dir.reload().changed);
+        let quiet = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+        assert!(quiet.is_err(), "a reload's own reads asked for a reload");
+
+        // A real change still gets through.
+        fs::write(tmp.path().join("b.yaml"), SVC_B).unwrap();
+        let woke = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        assert!(woke.is_ok(), "a new file asked for no reload");
     }
 }
