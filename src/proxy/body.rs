@@ -76,7 +76,8 @@ impl Tracked {
             return;
         };
         if complete && let Some(lease) = done.lease {
-            lease.release();
+            // A connection the pool cannot take is simply closed.
+            let _pooled = lease.release();
         }
         drop(done.gauge);
     }

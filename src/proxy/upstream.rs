@@ -265,17 +265,20 @@ impl IdlePool {
         None
     }
 
-    fn put(&self, sender: SendRequest<UpstreamBody>, idle_timeout: Duration) {
+    /// Pools `sender`; `false` when it was closed or the pool is full.
+    fn put(&self, sender: SendRequest<UpstreamBody>, idle_timeout: Duration) -> bool {
         if sender.is_closed() {
-            return;
+            return false;
         }
         let mut idle = self.idle.lock();
-        if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push(Idle {
-                sender,
-                expires: Instant::now() + idle_timeout,
-            });
+        if idle.len() >= MAX_IDLE_PER_ENDPOINT {
+            return false;
         }
+        idle.push(Idle {
+            sender,
+            expires: Instant::now() + idle_timeout,
+        });
+        true
     }
 
     /// Closes the connections idle past their timeout, and forgets those
@@ -301,9 +304,10 @@ impl IdlePool {
 
 impl Lease {
     /// The response was read to its end: the connection can take the next
-    /// request, so it goes back to its endpoint's pool.
-    pub fn release(self) {
-        self.state.pool().put(self.sender, self.idle_timeout);
+    /// request, so it goes back to its endpoint's pool (`false` if it could
+    /// not: closed, or the pool is full).
+    pub fn release(self) -> bool {
+        self.state.pool().put(self.sender, self.idle_timeout)
     }
 
     /// The client stopped reading `body` before its end: the rest is read
@@ -339,8 +343,9 @@ fn spawn_salvage(salvage: impl Future<Output = Option<Lease>> + Send + 'static) 
     runtime.spawn(async move {
         if let Ok(Some(lease)) = tokio::time::timeout(SALVAGE_TIME, salvage).await {
             let salvaged = lease.salvaged.clone();
-            lease.release();
-            salvaged.inc();
+            if lease.release() {
+                salvaged.inc();
+            }
         }
     });
 }
