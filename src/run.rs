@@ -72,7 +72,7 @@ pub async fn standalone_on(
     let noticed = Instant::now();
     let reload = dir.reload();
     report_file_errors(&reload.errors, &metrics);
-    publisher.publish(&dir.snapshot(), noticed);
+    publisher.publish(dir.current(), noticed);
 
     let (changes, _watcher) = files::watch(&root);
     tokio::spawn(apply_changes(dir, publisher, changes, metrics.clone()));
