@@ -289,15 +289,6 @@ impl IdlePool {
             .lock()
             .retain(|entry| !entry.sender.is_closed() && entry.expires > now);
     }
-
-    /// Idle connections held now.
-    pub fn len(&self) -> usize {
-        self.idle.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 // === impl Lease ===
