@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
+use crate::proxy::normalize::EncodedSlashes;
 use crate::source::ObjectKey;
 
 /// A Kubernetes ingress controller and load balancer.
@@ -74,9 +75,60 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
     pub compile: CompileArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// Limits at the front door: what one client, or one backend, may cost.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// A new connection must send a whole request head within this; an
+    /// HTTP/1.1 keep-alive connection idle this long is closed [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub client_header_timeout: Option<Duration>,
+    /// Longest pause between two pieces of a request body; then 408
+    /// [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub client_body_timeout: Option<Duration>,
+    /// Longest a client may leave the answer unread before its connection
+    /// is closed [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub client_send_timeout: Option<Duration>,
+    /// An HTTP/2 connection with no request open this long is closed
+    /// [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub http2_idle_timeout: Option<Duration>,
+    /// Longest a backend may leave a request body unread; then 504
+    /// [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub proxy_send_timeout: Option<Duration>,
+    /// Longest pause between two pieces of a backend's response body; then
+    /// the answer is cut off [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub proxy_read_timeout: Option<Duration>,
+    /// A TLS client must finish its handshake within this [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Option<Duration>,
+    /// Request line and headers together, in bytes (`64KiB` works); larger
+    /// heads get 431 [default: 64KiB, at least 8KiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_request_header_size: Option<usize>,
+    /// Client connections served at once over both listeners; at the cap new
+    /// ones wait in the kernel's backlog [default: 16384].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// `%2F` and `%5C` in paths: kept encoded (`keep`), decoded to `/`
+    /// before routing (`decode`), or refused with 400 (`reject`)
+    /// [default: keep].
+    #[arg(long, value_name = "MODE")]
+    pub encoded_slashes: Option<EncodedSlashes>,
+    /// Send `Server: rust-strom` on every answer, replacing the backend's
+    /// [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub server_header: Option<bool>,
 }
 
 /// Flags for cluster mode (no `--manifests`): where the API server is, what
@@ -175,6 +227,24 @@ pub fn parse_object_key(s: &str) -> Result<ObjectKey, String> {
         }
         _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
     }
+}
+
+/// A byte count: `65536`, `64KiB`, `64k`, `1MiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("{s:?}: unknown unit (use bytes, KiB or MiB)")),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{s:?} is not a size such as 65536 or 64KiB"))
 }
 
 /// `500ms`, `10s`, `1m`, `1h 30m`.

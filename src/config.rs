@@ -9,9 +9,12 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::cli::{
-    ClusterArgs, CompileArgs, ServeArgs, parse_cidr, parse_duration, parse_object_key,
+    ClusterArgs, CompileArgs, LimitArgs, ServeArgs, parse_cidr, parse_duration, parse_object_key,
+    parse_size,
 };
 use crate::compile::CompileOptions;
+use crate::proxy::limits::{Limits, MIN_REQUEST_HEADER_SIZE};
+use crate::proxy::normalize::EncodedSlashes;
 use crate::source::ObjectKey;
 
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8000";
@@ -47,6 +50,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub workers: usize,
+    /// The front door's timeouts and limits.
+    pub limits: Limits,
     pub compile: CompileOptions,
     /// What cluster mode (no `--manifests`) needs; unused in standalone mode.
     pub cluster: ClusterSettings,
@@ -115,6 +120,17 @@ pub struct FileConfig {
     pub request_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub workers: Option<usize>,
+    pub client_header_timeout: Option<String>,
+    pub client_body_timeout: Option<String>,
+    pub client_send_timeout: Option<String>,
+    pub http2_idle_timeout: Option<String>,
+    pub proxy_send_timeout: Option<String>,
+    pub proxy_read_timeout: Option<String>,
+    pub tls_handshake_timeout: Option<String>,
+    pub max_request_header_size: Option<String>,
+    pub max_connections: Option<usize>,
+    pub encoded_slashes: Option<EncodedSlashes>,
+    pub server_header: Option<bool>,
     pub ingress_class: Option<String>,
     pub watch_ingress_without_class: Option<bool>,
     pub allow_external_name: Option<bool>,
@@ -219,6 +235,7 @@ impl Settings {
             (None, None) => Vec::new(),
         };
         Ok(Self {
+            limits: limits(&args.limits, &file)?,
             compile: compile_options(&args.compile, &file, manifests.is_some())?,
             cluster: cluster_settings(&args.cluster, &file)?,
             manifests,
@@ -245,6 +262,100 @@ impl Settings {
         let file = FileConfig::load(config)?;
         compile_options(args, &file, true)
     }
+}
+
+fn limits(args: &LimitArgs, file: &FileConfig) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    // Every timeout must be above zero: zero would refuse every client.
+    let timeout = |flag: Option<Duration>, file: &Option<String>, key, default| {
+        let value = duration(flag, file, key)?.unwrap_or(default);
+        if value.is_zero() {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: "must be more than 0".into(),
+            });
+        }
+        Ok(value)
+    };
+    let max_request_header_size =
+        match (args.max_request_header_size, &file.max_request_header_size) {
+            (Some(flag), _) => flag,
+            (None, Some(text)) => parse_size(text).map_err(|reason| ConfigError::Invalid {
+                key: "max-request-header-size",
+                reason,
+            })?,
+            (None, None) => d.max_request_header_size,
+        };
+    if max_request_header_size < MIN_REQUEST_HEADER_SIZE {
+        return Err(ConfigError::Invalid {
+            key: "max-request-header-size",
+            reason: format!("must be at least {MIN_REQUEST_HEADER_SIZE} bytes"),
+        });
+    }
+    let max_connections = args
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(d.max_connections);
+    if max_connections == 0 {
+        return Err(ConfigError::Invalid {
+            key: "max-connections",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(Limits {
+        client_header_timeout: timeout(
+            args.client_header_timeout,
+            &file.client_header_timeout,
+            "client-header-timeout",
+            d.client_header_timeout,
+        )?,
+        client_body_timeout: timeout(
+            args.client_body_timeout,
+            &file.client_body_timeout,
+            "client-body-timeout",
+            d.client_body_timeout,
+        )?,
+        client_send_timeout: timeout(
+            args.client_send_timeout,
+            &file.client_send_timeout,
+            "client-send-timeout",
+            d.client_send_timeout,
+        )?,
+        http2_idle_timeout: timeout(
+            args.http2_idle_timeout,
+            &file.http2_idle_timeout,
+            "http2-idle-timeout",
+            d.http2_idle_timeout,
+        )?,
+        proxy_send_timeout: timeout(
+            args.proxy_send_timeout,
+            &file.proxy_send_timeout,
+            "proxy-send-timeout",
+            d.proxy_send_timeout,
+        )?,
+        proxy_read_timeout: timeout(
+            args.proxy_read_timeout,
+            &file.proxy_read_timeout,
+            "proxy-read-timeout",
+            d.proxy_read_timeout,
+        )?,
+        tls_handshake_timeout: timeout(
+            args.tls_handshake_timeout,
+            &file.tls_handshake_timeout,
+            "tls-handshake-timeout",
+            d.tls_handshake_timeout,
+        )?,
+        max_request_header_size,
+        max_connections,
+        encoded_slashes: args
+            .encoded_slashes
+            .or(file.encoded_slashes)
+            .unwrap_or(d.encoded_slashes),
+        server_header: args
+            .server_header
+            .or(file.server_header)
+            .unwrap_or(d.server_header),
+    })
 }
 
 fn compile_options(

@@ -46,12 +46,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Demo(args)) => {
-            let settings = Settings::resolve(&args)?;
+            let mut settings = Settings::resolve(&args)?;
+            rust_strom::proxy::limits::fit_to_file_limit(&mut settings.limits);
             runtime(settings.workers)?.block_on(rust_strom::demo::run(settings))?;
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let settings = Settings::resolve(&cli.serve)?;
+            let mut settings = Settings::resolve(&cli.serve)?;
+            rust_strom::proxy::limits::fit_to_file_limit(&mut settings.limits);
             let workers = settings.workers;
             if settings.manifests.is_some() {
                 runtime(workers)?.block_on(rust_strom::run::standalone(settings))?;

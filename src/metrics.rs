@@ -15,6 +15,10 @@
 //!   `config_sync_duration_seconds`: the control side.
 //! - `tls_handshakes_total`, `tls_handshake_errors_total{reason}` (reasons
 //!   in [`HANDSHAKE_ERROR_REASONS`]): the HTTPS listener.
+//! - `client_errors_total{reason}` (reasons in [`CLIENT_ERROR_REASONS`]):
+//!   requests refused for the client's own fault, never counted against a
+//!   backend; `connections_max`, `accept_paused_total` and
+//!   `accept_errors_total`: the connection cap and the accept loops.
 //! - `tls_certificate_expiry_timestamp_seconds{secret}`: notAfter of every
 //!   certificate served, per Secret (`namespace/name`), to alert before one
 //!   expires.
@@ -48,6 +52,19 @@ pub const HANDSHAKE_ERROR_REASONS: [&str; 6] = [
     "protocol",
 ];
 
+/// Every `reason` of `client_errors_total`: bad host or request
+/// (`bad_request`), a path with no routable normal form (`bad_path`), CONNECT
+/// or TRACE (`method`), and a request body the client broke
+/// (`body_malformed`, `body_aborted`) or stopped sending (`body_timeout`).
+pub const CLIENT_ERROR_REASONS: [&str; 6] = [
+    "bad_request",
+    "bad_path",
+    "method",
+    "body_malformed",
+    "body_aborted",
+    "body_timeout",
+];
+
 /// Every metric family, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -63,6 +80,10 @@ pub struct Metrics {
     pub backends: BackendFamilies,
     backend_series: OnceLock<Arc<BackendSeries>>,
     pub active_connections: IntGauge,
+    client_errors: IntCounterVec,
+    pub connections_max: IntGauge,
+    pub accept_paused: IntCounter,
+    pub accept_errors: IntCounter,
     pub table_generation: IntGauge,
     pub table_routes: IntGauge,
     pub reloads: IntCounterVec,
@@ -113,6 +134,25 @@ impl Metrics {
             active_connections: IntGauge::new(
                 "active_http_connections",
                 "Client connections open now",
+            )?,
+            client_errors: IntCounterVec::new(
+                Opts::new(
+                    "client_errors_total",
+                    "Requests refused for the client's own fault, by reason",
+                ),
+                &["reason"],
+            )?,
+            connections_max: IntGauge::new(
+                "connections_max",
+                "Client connections served at once (--max-connections)",
+            )?,
+            accept_paused: IntCounter::new(
+                "accept_paused_total",
+                "Times an accept loop waited because --max-connections were open",
+            )?,
+            accept_errors: IntCounter::new(
+                "accept_errors_total",
+                "Failed accepts (out of file descriptors, say)",
             )?,
             table_generation: IntGauge::new(
                 "routing_table_generation",
@@ -170,11 +210,14 @@ impl Metrics {
         for reason in HANDSHAKE_ERROR_REASONS {
             m.tls_handshake_errors.with_label_values(&[reason]);
         }
+        for reason in CLIENT_ERROR_REASONS {
+            m.client_errors.with_label_values(&[reason]);
+        }
         Ok(m)
     }
 
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
             Box::new(self.requests_total.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.status_codes.clone()),
@@ -182,6 +225,10 @@ impl Metrics {
             Box::new(self.timeouts_total.clone()),
             Box::new(self.backend_response_time.clone()),
             Box::new(self.active_connections.clone()),
+            Box::new(self.client_errors.clone()),
+            Box::new(self.connections_max.clone()),
+            Box::new(self.accept_paused.clone()),
+            Box::new(self.accept_errors.clone()),
             Box::new(self.table_generation.clone()),
             Box::new(self.table_routes.clone()),
             Box::new(self.reloads.clone()),
@@ -238,6 +285,10 @@ impl Metrics {
 
     /// Counts a failed handshake; `reason` is one of
     /// [`HANDSHAKE_ERROR_REASONS`].
+    pub fn count_client_error(&self, reason: &'static str) {
+        self.client_errors.with_label_values(&[reason]).inc();
+    }
+
     pub fn count_handshake_error(&self, reason: &'static str) {
         self.tls_handshake_errors.with_label_values(&[reason]).inc();
     }

@@ -117,6 +117,10 @@ pub async fn serve(
     let admin_task = tokio::spawn(admin::serve(admin, admin_state, shutdown.clone()));
 
     let acceptor = proxy::tls::acceptor(table.clone())?;
+    let connections = proxy::listener::ConnectionLimit::new(settings.limits.max_connections);
+    metrics
+        .connections_max
+        .set(i64::try_from(connections.max()).unwrap_or(i64::MAX));
     let proxy = Arc::new(Proxy {
         table,
         upstream: proxy::upstream::Upstream::new(
@@ -132,6 +136,8 @@ pub async fn serve(
                 .unwrap_or(DEFAULT_HTTPS_REDIRECT_PORT),
             trusted_proxies: settings.trusted_proxies.clone(),
         },
+        limits: settings.limits.clone(),
+        connections,
     });
     let grace = settings.shutdown_grace;
     tokio::join!(

@@ -11,7 +11,9 @@
 //!   the backend's retry budget, so a failing backend cannot multiply load.
 //!
 //! Every try feeds the passive health check: failures in a row eject the
-//! endpoint; any success resets its count.
+//! endpoint; any success resets its count. A try that failed because the
+//! client broke its own request body is the client's fault: it ends the
+//! request at once and touches neither health nor the error counts.
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 
+use super::upload::{ClientFault, Watch};
 use super::upstream::{Lease, Upstream, UpstreamBody, UpstreamError as Error};
 use crate::balance::{EndpointState, InFlight};
 use crate::model::{Algorithm, Backend, Endpoint, Picked};
@@ -49,6 +52,8 @@ pub enum Failed {
     Timeout {
         endpoint: Endpoint,
     },
+    /// The client broke its request body.
+    Client(ClientFault),
 }
 
 /// What one try came to.
@@ -59,12 +64,14 @@ enum Outcome {
     TimedOut,
 }
 
-/// Sends `req` (already addressed to `first`) under `backend`'s policy.
+/// Sends `req` (already addressed to `first`) under `backend`'s policy;
+/// `upload` watches its body, when it has one.
 pub async fn send(
     upstream: &Upstream,
     backend: &Backend,
     hash: Option<u64>,
-    req: Request<Incoming>,
+    req: Request<UpstreamBody>,
+    upload: Option<&Arc<Watch>>,
     first: Picked<'_>,
 ) -> Result<Sent, Failed> {
     let policy = &backend.policy.retries;
@@ -80,14 +87,19 @@ pub async fn send(
 
     let mut endpoint = first.endpoint.clone();
     let mut state = first.state.clone();
-    let mut request: Request<UpstreamBody> = req.map(Either::Left);
+    let mut request = req;
     let mut tries = 0;
     loop {
         tries += 1;
         metrics.requests.inc();
         metrics.upstream_requests.inc();
         let in_flight = state.start();
-        let outcome = try_once(upstream, request, backend, &endpoint, &state).await;
+        let outcome = try_once(upstream, request, upload, backend, &endpoint, &state).await;
+        if !matches!(outcome, Outcome::Answered(..))
+            && let Some(fault) = upload.and_then(|u| u.fault())
+        {
+            return Err(Failed::Client(fault));
+        }
 
         // A pooled keep-alive connection the backend closed just as the
         // request went out: not the backend's failure, and not a retry. The
@@ -171,6 +183,7 @@ pub async fn send(
 async fn try_once(
     upstream: &Upstream,
     request: Request<UpstreamBody>,
+    upload: Option<&Arc<Watch>>,
     backend: &Backend,
     endpoint: &Endpoint,
     state: &Arc<EndpointState>,
@@ -181,6 +194,7 @@ async fn try_once(
         state,
         policy.connect_timeout,
         policy.idle_timeout,
+        upload,
         request,
     );
     let result = match backend.policy.retries.per_try_timeout {
@@ -231,9 +245,27 @@ fn is_gateway_error(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
 
+/// The client's request as the upstream connection sends it: a body watched
+/// by an [`Upload`](super::upload::Upload) (the client may pause up to
+/// `body_timeout` between pieces), or none at all.
+pub fn into_upstream(
+    req: Request<Incoming>,
+    body_timeout: std::time::Duration,
+) -> (Request<UpstreamBody>, Option<Arc<Watch>>) {
+    if req.body().is_end_stream() {
+        return (req.map(|_| Either::Right(Empty::new())), None);
+    }
+    let (parts, body) = req.into_parts();
+    let (upload, watch) = super::upload::Upload::new(body, body_timeout);
+    (
+        Request::from_parts(parts, Either::Left(upload)),
+        Some(watch),
+    )
+}
+
 /// A copy of a bodiless request (the URI is origin-form: the endpoint is
 /// the connection's business). `None` for a request with a body.
-fn replayable(req: &Request<Incoming>) -> Option<Request<()>> {
+fn replayable(req: &Request<UpstreamBody>) -> Option<Request<()>> {
     if !req.body().is_end_stream() {
         return None;
     }

@@ -3,15 +3,19 @@
 //! connection and PeakEWMA see it) only once the last byte went out, and the
 //! upstream connection goes back to its pool only once the body was read to
 //! its end (what a client abandoned is read in the background when small,
-//! see [`Lease::salvage_body`]).
+//! see [`Lease::salvage_body`]). A backend that pauses longer than
+//! `--proxy-read-timeout` between two pieces of its body has the answer cut
+//! off, so a stalled backend cannot hold a client connection forever.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use prometheus::IntGauge;
+use tokio::time::{Instant, Sleep};
 
 use super::upstream::Lease;
 use crate::balance::InFlight;
@@ -24,6 +28,20 @@ pub struct Tracked {
     /// Taken at the end of the body, or dropped with the body if the client
     /// goes away first.
     done: Option<Done>,
+    /// The longest pause between two pieces from the backend.
+    read_timeout: Duration,
+    /// Armed at the first pause; boxed and made only then, so a body that
+    /// arrives at once costs no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// Why a backend's body ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Backend(#[from] hyper::Error),
+    #[error("the backend paused its response longer than the read timeout")]
+    Stalled,
 }
 
 /// What ends with the body.
@@ -59,6 +77,7 @@ impl Tracked {
         in_flight: InFlight,
         gauge: GaugeGuard,
         lease: Option<Lease>,
+        read_timeout: Duration,
     ) -> Self {
         Self {
             inner: Some(inner),
@@ -67,6 +86,8 @@ impl Tracked {
                 gauge,
                 lease,
             }),
+            read_timeout,
+            timer: None,
         }
     }
 
@@ -103,22 +124,45 @@ impl Drop for Tracked {
 
 impl Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ReadError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let Some(inner) = self.inner.as_mut() else {
+    ) -> Poll<Option<Result<Frame<Bytes>, ReadError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = Pin::new(inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.finish(true),
-            Poll::Ready(Some(Err(_))) => self.finish(false),
-            _ => {}
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(timer) = this.timer.as_mut() {
+                    timer.as_mut().reset(Instant::now() + this.read_timeout);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                let limit = this.read_timeout;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                // The connection is mid-answer: it cannot be reused.
+                this.inner = None;
+                this.finish(false);
+                Poll::Ready(Some(Err(ReadError::Stalled)))
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -6,6 +6,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 
 use super::handler::ProxyBody;
+use super::normalize::PathError;
+use super::upload::ClientFault;
 
 /// Why the proxy answered instead of a backend.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,15 @@ pub enum ProxyError {
     /// The request cannot be forwarded as it is.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The path has no normal form that could be routed.
+    #[error("bad path: {0}")]
+    BadPath(#[from] PathError),
+    /// CONNECT or TRACE, which the proxy never forwards.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The client broke its request body (400), or stopped sending it (408).
+    #[error("the client's request body failed: {0:?}")]
+    ClientBody(ClientFault),
 }
 
 // === impl ProxyError ===
@@ -49,7 +60,24 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::ClientBody(ClientFault::TimedOut) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The `reason` label of `client_errors_total` when the client is at
+    /// fault (see [`crate::metrics::CLIENT_ERROR_REASONS`]).
+    pub fn client_fault(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::BadRequest(_) => Some("bad_request"),
+            ProxyError::BadPath(_) => Some("bad_path"),
+            ProxyError::MethodNotAllowed => Some("method"),
+            ProxyError::ClientBody(ClientFault::Malformed) => Some("body_malformed"),
+            ProxyError::ClientBody(ClientFault::Aborted) => Some("body_aborted"),
+            ProxyError::ClientBody(ClientFault::TimedOut) => Some("body_timeout"),
+            _ => None,
         }
     }
 
@@ -75,6 +103,10 @@ impl ProxyError {
             }
             ProxyError::Timeout { .. } => "the backend did not answer in time",
             ProxyError::BadRequest(why) => why,
+            ProxyError::BadPath(_) => "the path cannot be routed",
+            ProxyError::MethodNotAllowed => "this method is not forwarded",
+            ProxyError::ClientBody(ClientFault::TimedOut) => "the request body stopped arriving",
+            ProxyError::ClientBody(_) => "the request body was broken",
         };
         let body = format!(
             "{} {}: {text}\n",
@@ -87,6 +119,21 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        match self {
+            ProxyError::MethodNotAllowed => {
+                resp.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                );
+            }
+            // The rest of a broken body cannot be skipped: the connection
+            // ends with this answer.
+            ProxyError::ClientBody(_) => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
         resp
     }
 }

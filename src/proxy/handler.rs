@@ -1,4 +1,9 @@
-//! The request path: route, pick an endpoint, forward, answer.
+//! The request path: admit, route, pick an endpoint, forward, answer.
+//!
+//! In order: [`admission`] (method, one valid host, the path in normal
+//! form), the route lookup, [`redirect`] to HTTPS, the endpoint pick,
+//! [`prepare`] (headers for the backend), then [`attempt`] under the
+//! timers in [`until_response`], and the answer's headers on the way back.
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -6,15 +11,22 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
+use super::admission::{self, Admitted};
 use super::attempt::{self, Failed};
 use super::body::{GaugeGuard, Tracked};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
+use super::upload::{Phase, Watch};
 use super::{Proxy, ProxyError, cookie, upgrade};
 use crate::balance::{hash_with, sticky_id};
 use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
+
+/// `Server` on every answer (no version: it only helps an attacker).
+static SERVER: HeaderValue = HeaderValue::from_static("rust-strom");
 
 /// A backend's streamed body, or a small body the proxy wrote itself.
 pub type ProxyBody = Either<Tracked, Full<Bytes>>;
@@ -31,6 +43,9 @@ pub async fn handle(proxy: &Proxy, conn: &ConnInfo, req: Request<Incoming>) -> R
             if error.is_backend_failure() {
                 m.errors_total.inc();
                 tracing::warn!(%error, peer = %conn.peer, "request failed");
+            } else if let Some(reason) = error.client_fault() {
+                m.count_client_error(reason);
+                tracing::debug!(%error, peer = %conn.peer, "request refused");
             }
             if error.is_timeout() {
                 m.timeouts_total.inc();
@@ -42,6 +57,11 @@ pub async fn handle(proxy: &Proxy, conn: &ConnInfo, req: Request<Incoming>) -> R
         response
             .headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, value);
+    }
+    if proxy.limits.server_header {
+        response
+            .headers_mut()
+            .insert(header::SERVER, SERVER.clone());
     }
     let m = &proxy.metrics;
     m.requests_total.inc();
@@ -58,12 +78,7 @@ async fn forward(
     mut req: Request<Incoming>,
     hsts: &mut Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    // The URI's authority wins over Host: it is HTTP/2's `:authority`, and in
-    // HTTP/1.1 an absolute-form target overrides Host (RFC 9112, 3.2.2).
-    let host = match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
-    };
+    let Admitted { host } = admission::admit(&mut req, proxy.limits.encoded_slashes)?;
     let backend = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
@@ -103,6 +118,7 @@ async fn forward(
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     prepare(&mut req, conn, picked.endpoint, host, upgrade);
+    let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout);
 
     let metrics = backend.metrics();
     let gauge = GaugeGuard::new(&metrics.in_flight);
@@ -110,8 +126,19 @@ async fn forward(
     let limit = policy.request_timeout.unwrap_or(proxy.request_timeout);
     // Boxed: the sending future is most of the request's state, and hyper
     // moves the request's future around whole; one allocation is cheaper.
-    let attempt = Box::pin(attempt::send(&proxy.upstream, &backend, hash, req, picked));
-    let Ok(result) = tokio::time::timeout(limit, attempt).await else {
+    let attempt = Box::pin(attempt::send(
+        &proxy.upstream,
+        &backend,
+        hash,
+        req,
+        upload.as_ref(),
+        picked,
+    ));
+    let timers = Timers {
+        response: limit,
+        backend_reading: proxy.limits.proxy_send_timeout,
+    };
+    let Some(result) = until_response(attempt, upload.as_deref(), timers).await else {
         metrics.errors.inc();
         backend.record_failure(picked.state);
         return Err(ProxyError::Timeout {
@@ -134,6 +161,7 @@ async fn forward(
             backend: backend.id.clone(),
             endpoint: endpoint.to_string(),
         },
+        Failed::Client(fault) => ProxyError::ClientBody(fault),
     })?;
     metrics
         .response_time
@@ -165,7 +193,57 @@ async fn forward(
     {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    Ok(response.map(|body| Either::Left(Tracked::new(body, sent.in_flight, gauge, lease))))
+    let read_timeout = proxy.limits.proxy_read_timeout;
+    Ok(response.map(|body| {
+        Either::Left(Tracked::new(
+            body,
+            sent.in_flight,
+            gauge,
+            lease,
+            read_timeout,
+        ))
+    }))
+}
+
+/// How long each side may keep a request waiting for its response headers.
+#[derive(Clone, Copy)]
+struct Timers {
+    /// From the request sent whole to the response headers
+    /// (`--request-timeout`, or the policy's).
+    response: Duration,
+    /// The backend not taking more of the request body
+    /// (`--proxy-send-timeout`).
+    backend_reading: Duration,
+}
+
+/// Runs `attempt` to the response headers; `None` when the backend ran out
+/// of time. A client slow to send its body is not the backend's fault: its
+/// own pause limit runs in the [`Upload`](super::upload::Upload), and the
+/// response timer starts once the body is sent.
+async fn until_response<F: std::future::Future + Unpin>(
+    mut attempt: F,
+    upload: Option<&Watch>,
+    timers: Timers,
+) -> Option<F::Output> {
+    let Some(watch) = upload else {
+        return tokio::time::timeout(timers.response, attempt).await.ok();
+    };
+    loop {
+        let now = Instant::now();
+        let deadline = match watch.phase() {
+            Phase::Sent(at) => at + timers.response,
+            Phase::Backend(since) => since + timers.backend_reading,
+            // The client's pace, or its fault: look again later.
+            Phase::Client | Phase::Fault(_) => now + timers.backend_reading,
+        };
+        if deadline <= now {
+            return None;
+        }
+        tokio::select! {
+            out = &mut attempt => return Some(out),
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }
 
 /// The request's key for IPHash and ConsistentHash, if the policy has one
@@ -181,8 +259,8 @@ fn balance_key(policy: &BackendPolicy, headers: &HeaderMap, conn: &ConnInfo) -> 
 /// Rewrites the client's request into the backend's: origin-form target,
 /// HTTP/1.1, Host kept (the endpoint's address when the client sent none),
 /// forwarding headers, hop-by-hop removed.
-fn prepare(
-    req: &mut Request<Incoming>,
+fn prepare<B>(
+    req: &mut Request<B>,
     conn: &ConnInfo,
     endpoint: &Endpoint,
     host: Option<HeaderValue>,

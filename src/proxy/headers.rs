@@ -12,6 +12,9 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// The longest client-sent `X-Request-Id` kept from an untrusted peer.
+const MAX_REQUEST_ID: usize = 128;
 
 /// What the proxy knows about a client connection, computed once per
 /// connection so the request path only clones header values.
@@ -111,17 +114,31 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name.as_str().starts_with("proxy-")
 }
 
-/// Adds what a backend behind an ingress expects: `X-Forwarded-For`
-/// (appended), `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port`,
-/// `X-Real-IP` (set), and `X-Request-Id` (kept, or generated). A trusted
-/// proxy's `X-Forwarded-Proto` and `X-Forwarded-Port` are kept: it saw the
-/// client's scheme and port, this hop did not.
+/// Adds what a backend behind an ingress expects: `X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port`, `X-Real-IP`
+/// (set), and `X-Request-Id` (kept, or generated).
+///
+/// What a client claims about earlier hops is believed only from a peer in
+/// `--trusted-proxies`: its `X-Forwarded-For` is appended to, its
+/// `Forwarded`, `X-Forwarded-Proto` and `-Port` are passed on (it saw the
+/// client's scheme and port, this hop did not). From anyone else
+/// `X-Forwarded-For` is replaced by the peer's address, `Forwarded` is
+/// removed, and an `X-Request-Id` is kept only when it is a well-formed id
+/// (see [`well_formed_request_id`]), so a client cannot forge the address
+/// a backend logs or inject text into its logs.
 pub fn add_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>) {
-    let forwarded_for = match join_forwarded_for(headers, &conn.client_ip) {
+    let forwarded_for = match conn
+        .trusted
+        .then(|| join_forwarded_for(headers, &conn.client_ip))
+        .flatten()
+    {
         Some(joined) => joined,
         None => conn.client_ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+    if !conn.trusted {
+        headers.remove(&FORWARDED);
+    }
     let keep = conn.trusted && !conn.tls && headers.contains_key(&X_FORWARDED_PROTO);
     if !keep {
         headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
@@ -139,9 +156,24 @@ pub fn add_forwarding(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&He
             headers.remove(&X_FORWARDED_HOST);
         }
     }
-    if !headers.contains_key(&X_REQUEST_ID) {
+    let keep_id = headers
+        .get(&X_REQUEST_ID)
+        .is_some_and(|id| conn.trusted || well_formed_request_id(id));
+    if !keep_id {
         headers.insert(X_REQUEST_ID.clone(), request_id());
     }
+}
+
+/// 1 to 128 characters of letters, digits and `-_.:+=/`: UUIDs, hex ids,
+/// and tracing ids such as AWS's `Root=1-...` all pass; spaces, quotes and
+/// anything a log parser could trip on do not.
+pub fn well_formed_request_id(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID
+        && bytes.iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'+' | b'=' | b'/')
+        })
 }
 
 /// `existing, client` when the request already carries `X-Forwarded-For`
@@ -254,11 +286,26 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-real-ip", "9.9.9.9"),
             ("x-forwarded-port", "1"),
+            ("forwarded", "for=1.1.1.1"),
         ]);
         let host = HeaderValue::from_static("shop.example.com");
         add_forwarding(&mut h, &conn(), Some(&host));
-        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
-        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(
+            h["x-forwarded-for"], "10.1.2.3",
+            "an untrusted peer's chain is replaced"
+        );
+        assert!(!h.contains_key("forwarded"));
+        let mut trusted = conn();
+        trusted.trusted = true;
+        let mut t = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("forwarded", "for=1.1.1.1"),
+        ]);
+        add_forwarding(&mut t, &trusted, Some(&host));
+        assert_eq!(t["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
+        assert_eq!(t.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(t["forwarded"], "for=1.1.1.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example.com");
         assert_eq!(h["x-forwarded-port"], "8000");
@@ -304,7 +351,28 @@ mod tests {
     }
 
     #[test]
-    fn request_id_is_kept_when_present() {
+    fn request_id_is_kept_when_well_formed() {
+        for id in [
+            "abc",
+            "0f8e4c9a-1b2c-4d5e-8f90-123456789abc",
+            "Root=1-5759e988-bd862e3f",
+        ] {
+            let mut h = map(&[("x-request-id", id)]);
+            add_forwarding(&mut h, &conn(), None);
+            assert_eq!(h["x-request-id"], id);
+        }
+        let long = "a".repeat(129);
+        for id in ["a b", "x\"y", "<script>", long.as_str()] {
+            let mut h = map(&[("x-request-id", id)]);
+            add_forwarding(&mut h, &conn(), None);
+            assert_ne!(h["x-request-id"], id, "{id}");
+            assert_eq!(h["x-request-id"].len(), 32);
+            let mut trusted = conn();
+            trusted.trusted = true;
+            let mut h = map(&[("x-request-id", id)]);
+            add_forwarding(&mut h, &trusted, None);
+            assert_eq!(h["x-request-id"], id, "a trusted proxy's id is kept");
+        }
         let mut h = map(&[("x-request-id", "abc")]);
         add_forwarding(&mut h, &conn(), None);
         assert_eq!(h["x-request-id"], "abc");

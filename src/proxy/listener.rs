@@ -10,14 +10,17 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::Proxy;
+use super::conn::{Activity, Answer, StallGuard};
 use super::handler::handle;
 use super::headers::ConnInfo;
+use super::limits::Limits;
 use crate::shutdown::Shutdown;
 
 /// HTTP/2 keep-alive: ping every 20 s, drop the connection when a ping is
@@ -26,6 +29,9 @@ const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// After an accept error (out of file descriptors, say), wait a little
 /// instead of spinning: the loop itself must never die.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Accept errors come in floods (one per pending client when file
+/// descriptors run out): one log line per this period, with a count.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// How to speak HTTP on a connection: by sniffing the HTTP/2 preface, or
 /// as the TLS handshake agreed (ALPN).
@@ -33,6 +39,34 @@ struct Builders {
     auto: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
+}
+
+/// The client connections open at once over every listener: each holds a
+/// permit until it closes, and the drain on shutdown waits for them all.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimit {
+    permits: Arc<Semaphore>,
+    max: u32,
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> Self {
+        // A semaphore counts in u32 for acquire_many; the cap is far below.
+        let max = u32::try_from(max).unwrap_or(u32::MAX).min(1 << 24);
+        Self {
+            permits: Arc::new(Semaphore::new(max as usize)),
+            max,
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max as usize
+    }
+
+    /// Resolves once every connection is closed.
+    async fn drained(&self) {
+        let _all = self.permits.acquire_many(self.max).await;
+    }
 }
 
 /// Serves `listener` until shutdown, then stops accepting and gives requests
@@ -52,19 +86,24 @@ pub async fn serve(
             return;
         }
     };
+    let limits = &proxy.limits;
     let builders = Arc::new(Builders {
-        auto: builder(),
-        http1: builder().http1_only(),
-        http2: builder().http2_only(),
+        auto: builder(limits),
+        http1: builder(limits).http1_only(),
+        http2: builder(limits).http2_only(),
     });
     let proto = if tls.is_some() { "https" } else { "http" };
-    let graceful = GracefulShutdown::new();
+    let mut errors = AcceptErrors::default();
     loop {
+        let Some(permit) = admit(&proxy, &mut shutdown).await else {
+            break;
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed");
+                    proxy.metrics.accept_errors.inc();
+                    errors.log(&error, local);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -74,29 +113,31 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        let stream = StallGuard::new(stream, proxy.limits.client_send_timeout);
         let mut conn = ConnInfo::new(peer, local, proto);
         conn.trusted = proxy.https.is_trusted(peer.ip());
-        let active = ActiveConnection::open(&proxy);
-        let watcher = graceful.watcher();
+        let active = ActiveConnection::open(&proxy, permit);
         let proxy = proxy.clone();
         let builders = builders.clone();
+        let shutdown = shutdown.clone();
         let Some(acceptor) = tls.clone() else {
             tokio::spawn(async move {
-                serve_connection(stream, conn, proxy, &builders.auto, watcher).await;
+                serve_connection(stream, conn, proxy, &builders.auto, shutdown).await;
                 drop(active);
             });
             continue;
         };
-        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let handshake = super::tls::handshake(&acceptor, stream, &proxy.metrics, shutdown);
+            let limit = proxy.limits.tls_handshake_timeout;
+            let handshake =
+                super::tls::handshake(&acceptor, stream, limit, &proxy.metrics, shutdown.clone());
             if let Some(stream) = handshake.await {
                 let builder = match stream.get_ref().1.alpn_protocol() {
                     Some(b"h2") => &builders.http2,
                     Some(b"http/1.1") => &builders.http1,
                     _ => &builders.auto,
                 };
-                serve_connection(stream, conn, proxy, builder, watcher).await;
+                serve_connection(stream, conn, proxy, builder, shutdown).await;
             }
             drop(active);
         });
@@ -104,7 +145,7 @@ pub async fn serve(
     drop(listener);
     tracing::info!(%local, "stopped accepting; draining connections");
     let drained = async {
-        graceful.shutdown().await;
+        proxy.connections.drained().await;
         proxy.tunnels.closed().await;
     };
     tokio::select! {
@@ -113,49 +154,128 @@ pub async fn serve(
     }
 }
 
+/// A permit for one more connection: at once below `--max-connections`;
+/// at the cap, once a connection closes (new clients wait in the kernel's
+/// backlog meanwhile, and established ones are untouched). `None` on
+/// shutdown.
+async fn admit(proxy: &Proxy, shutdown: &mut Shutdown) -> Option<OwnedSemaphorePermit> {
+    let permits = &proxy.connections.permits;
+    if let Ok(permit) = permits.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    proxy.metrics.accept_paused.inc();
+    tracing::debug!(
+        max = proxy.connections.max,
+        "connection cap reached; accepting paused"
+    );
+    tokio::select! {
+        permit = permits.clone().acquire_owned() => permit.ok(),
+        () = shutdown.wait() => None,
+    }
+}
+
 /// Serves HTTP on one accepted (and, for HTTPS, handshaken) connection
-/// until it closes or the drain ends it.
+/// until it closes, it has been idle too long, or the drain ends it.
 async fn serve_connection<I>(
     io: I,
     conn: ConnInfo,
     proxy: Arc<Proxy>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    mut shutdown: Shutdown,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let service = service_fn(move |req| {
+    let activity = Activity::new();
+    let limits = proxy.limits.clone();
+    let opened = activity.clone();
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let proxy = proxy.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handle(&proxy, &conn, req).await) }
+        let open = opened.open(req.version() == http::Version::HTTP_2);
+        async move {
+            let response = handle(&proxy, &conn, req).await;
+            Ok::<_, Infallible>(response.map(|body| Answer::new(body, open)))
+        }
     });
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(error = %error, %peer, "connection ended with an error");
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(error = %error, %peer, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.wait(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = activity.idle(limits.client_header_timeout, limits.http2_idle_timeout), if !closing => {
+                tracing::debug!(%peer, "idle connection closed");
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
     }
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).timer(TokioTimer::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.client_header_timeout)
+        // The request head must fit the read buffer: past it, hyper
+        // answers 431.
+        .max_buf_size(limits.max_request_header_size);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(H2_KEEPALIVE))
-        .keep_alive_timeout(H2_KEEPALIVE);
+        .keep_alive_timeout(H2_KEEPALIVE)
+        .max_header_list_size(u32::try_from(limits.max_request_header_size).unwrap_or(u32::MAX));
     builder
 }
 
-/// Counts a client connection in `active_http_connections` while it lives.
-struct ActiveConnection(prometheus::IntGauge);
+/// Rate-limits the accept-error log: the first error, then one line per
+/// [`ACCEPT_LOG_EVERY`] saying how many more there were.
+#[derive(Default)]
+struct AcceptErrors {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn log(&mut self, error: &std::io::Error, local: std::net::SocketAddr) {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < ACCEPT_LOG_EVERY => self.suppressed += 1,
+            _ => {
+                tracing::warn!(%error, %local, suppressed = self.suppressed, "accept failed");
+                self.last = Some(now);
+                self.suppressed = 0;
+            }
+        }
+    }
+}
+
+/// Counts a client connection in `active_http_connections`, and holds its
+/// place under `--max-connections`, while it lives.
+struct ActiveConnection(
+    prometheus::IntGauge,
+    #[allow(dead_code)] OwnedSemaphorePermit,
+);
 
 impl ActiveConnection {
-    fn open(proxy: &Proxy) -> Self {
+    fn open(proxy: &Proxy, permit: OwnedSemaphorePermit) -> Self {
         proxy.metrics.active_connections.inc();
-        Self(proxy.metrics.active_connections.clone())
+        Self(proxy.metrics.active_connections.clone(), permit)
     }
 }
 

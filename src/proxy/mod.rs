@@ -1,23 +1,31 @@
 //! The data plane: listeners, the request path, and the upstream client.
 //!
-//! A request goes [`listener`] (accept, one task per connection; on the
-//! HTTPS listener the [`tls`] handshake first) -> [`handler::handle`] (route
+//! A request goes [`listener`] (accept up to `--max-connections`, one task
+//! per connection, idle and stall limits from [`limits`]; on the HTTPS
+//! listener the [`tls`] handshake first) -> [`handler::handle`]
+//! ([`admission`]: method, host and the path's [`normalize`]d form; route
 //! lookup in the live table, [`redirect`] to HTTPS, endpoint pick) ->
 //! [`headers`] (forwarding headers, hop-by-hop removal) -> [`attempt`]
-//! (retries, passive health) -> [`upstream`] (keep-alive connections pooled
-//! per endpoint) -> back through [`body`], with every failure turned into a
-//! response in one place, [`error`].
+//! (retries, passive health; the client's body watched by [`upload`]) ->
+//! [`upstream`] (keep-alive connections pooled per endpoint) -> back
+//! through [`body`], with every failure turned into a response in one
+//! place, [`error`].
 
+pub mod admission;
 pub mod attempt;
 pub mod body;
+pub mod conn;
 pub mod cookie;
 pub mod error;
 pub mod handler;
 pub mod headers;
+pub mod limits;
 pub mod listener;
+pub mod normalize;
 pub mod redirect;
 pub mod tls;
 pub mod upgrade;
+pub mod upload;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -47,4 +55,8 @@ pub struct Proxy {
     pub tunnels: upgrade::Tunnels,
     /// The HTTP -> HTTPS redirect and which peers may claim HTTPS.
     pub https: redirect::HttpsSettings,
+    /// Timeouts and sizes at the front door.
+    pub limits: limits::Limits,
+    /// `--max-connections`, shared by the HTTP and HTTPS listeners.
+    pub connections: listener::ConnectionLimit,
 }

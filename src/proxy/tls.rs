@@ -15,7 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
 use rustls::{PeerIncompatible, version};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -140,16 +140,21 @@ pub fn generate_default() -> Result<Arc<CertifiedKey>, TlsError> {
 }
 
 /// Completes the handshake of one accepted connection, or gives up after
-/// [`HANDSHAKE_TIMEOUT`] or when shutdown begins. Runs in the connection's
+/// `limit` (`--tls-handshake-timeout`, [`HANDSHAKE_TIMEOUT`] by default) or
+/// when shutdown begins. Runs in the connection's
 /// own task, so a slow client delays nobody else. Counted either way.
-pub(super) async fn handshake(
+pub(super) async fn handshake<I>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
+    stream: I,
+    limit: Duration,
     metrics: &Metrics,
     mut shutdown: Shutdown,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<TlsStream<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
     let result = tokio::select! {
-        result = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => result,
+        result = tokio::time::timeout(limit, acceptor.accept(stream)) => result,
         () = shutdown.wait() => return None,
     };
     match result {

@@ -36,6 +36,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::SharedTable;
+use super::upload::{Upload, Watch};
 use crate::balance::EndpointState;
 use crate::model::{Endpoint, EndpointAddr};
 
@@ -59,9 +60,14 @@ const SALVAGE_TIME: Duration = Duration::from_secs(1);
 /// ...and at most this many more body bytes; past either, it is closed.
 const SALVAGE_BYTES: usize = 64 * 1024;
 
-/// Client requests stream their bodies straight through; a bodiless request
-/// sent again (see [`super::attempt`]) has an empty body.
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+/// Client request bodies stream straight through, watched ([`Upload`]); a
+/// bodiless request has an empty body.
+pub type UpstreamBody = Either<Upload, Empty<Bytes>>;
+/// A pooled connection is idle, so it is ready at once; one that is not
+/// ready within this is dropped and the next one tried. Only a connection
+/// still busy with something (which the pool never takes back) could wait
+/// longer.
+const POOL_READY_WAIT: Duration = Duration::from_millis(250);
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,9 @@ pub struct Lease {
     idle_timeout: Duration,
     /// Counts the connection if it is salvaged.
     salvaged: IntCounter,
+    /// The request's body, when it had one: unless it was sent whole, the
+    /// connection is not reused.
+    upload: Option<Arc<Watch>>,
 }
 
 /// The response a sent request is waiting for; if the wait is abandoned
@@ -130,14 +139,16 @@ impl Upstream {
         state: &Arc<EndpointState>,
         connect_timeout: Duration,
         idle_timeout: Duration,
+        upload: Option<&Arc<Watch>>,
         mut req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         while let Some(mut sender) = state.pool().checkout() {
-            if sender.ready().await.is_err() {
-                continue;
+            match tokio::time::timeout(POOL_READY_WAIT, sender.ready()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => continue,
             }
             let response = sender.try_send_request(req);
-            let lease = self.lease(sender, state, idle_timeout);
+            let lease = self.lease(sender, state, idle_timeout, upload);
             match Awaiting::new(response, lease).await {
                 Ok(answered) => return Ok(answered),
                 Err(mut error) => match error.take_message() {
@@ -150,7 +161,7 @@ impl Upstream {
         // large; unboxed it would grow (and be copied with) every request's.
         let mut sender = Box::pin(self.connect(endpoint, connect_timeout)).await?;
         let response = sender.send_request(req);
-        let lease = self.lease(sender, state, idle_timeout);
+        let lease = self.lease(sender, state, idle_timeout, upload);
         Awaiting::new(response, lease)
             .await
             .map_err(UpstreamError::Http)
@@ -161,12 +172,14 @@ impl Upstream {
         sender: SendRequest<UpstreamBody>,
         state: &Arc<EndpointState>,
         idle_timeout: Duration,
+        upload: Option<&Arc<Watch>>,
     ) -> Lease {
         Lease {
             sender,
             state: state.clone(),
             idle_timeout,
             salvaged: self.salvaged.clone(),
+            upload: upload.cloned(),
         }
     }
 
@@ -295,9 +308,13 @@ impl IdlePool {
 
 impl Lease {
     /// The response was read to its end: the connection can take the next
-    /// request, so it goes back to its endpoint's pool (`false` if it could
-    /// not: closed, or the pool is full).
+    /// request, so it goes back to its endpoint's pool, if the request was
+    /// sent whole too (`false` if it could not: a request body not sent to
+    /// its end, closed, or the pool is full).
     pub fn release(self) -> bool {
+        if self.upload.as_ref().is_some_and(|u| !u.sent_whole()) {
+            return false;
+        }
         self.state.pool().put(self.sender, self.idle_timeout)
     }
 
