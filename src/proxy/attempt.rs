@@ -57,6 +57,9 @@ pub enum Failed {
 }
 
 /// What one try came to.
+// Lives on the stack for one try and is matched at once; boxing the
+// answer would cost an allocation on every request.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Answered(Response<Incoming>, Lease),
     Refused(Error),

@@ -16,11 +16,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 
 /// How a client broke its own request.
@@ -42,8 +43,13 @@ pub struct Watch {
     /// [`SENDING`], [`SENT`], or a fault.
     state: AtomicU8,
     /// The proxy is waiting for the client's next piece (the backend took
-    /// everything so far).
+    /// everything so far). Cleared by the client's data arriving (see the
+    /// `Wake` impl), not only by the connection reading it: a connection
+    /// that the backend stopped reading no longer asks for more.
     waiting_for_client: AtomicBool,
+    /// The upstream connection's waker, woken (through this watch) when the
+    /// client's next piece arrives.
+    waker: Mutex<Option<Waker>>,
     /// When the last piece was handed to the backend's connection, or when
     /// the body ended.
     progress: AtomicU64,
@@ -74,6 +80,7 @@ impl Watch {
             epoch: Instant::now(),
             state: AtomicU8::new(SENDING),
             waiting_for_client: AtomicBool::new(false),
+            waker: Mutex::new(None),
             progress: AtomicU64::new(0),
         }
     }
@@ -113,6 +120,23 @@ impl Watch {
         let _ = self
             .state
             .compare_exchange(SENDING, state, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+impl Wake for Watch {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    /// The client's next piece is there: from now on, any wait is the
+    /// backend's (until the connection asks for more and finds none).
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.waiting_for_client.swap(false, Ordering::AcqRel) {
+            self.mark_progress();
+        }
+        if let Some(waker) = self.waker.lock().take() {
+            waker.wake();
+        }
     }
 }
 
@@ -165,7 +189,12 @@ impl Body for Upload {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UploadError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        // The client side wakes the watch, which notes the time and wakes
+        // the connection.
+        *this.watch.waker.lock() = Some(cx.waker().clone());
+        let relay = Waker::from(this.watch.clone());
+        let polled = Pin::new(&mut this.inner).poll_frame(&mut Context::from_waker(&relay));
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 this.watch
                     .waiting_for_client

@@ -94,15 +94,25 @@ pub struct IdlePool {
 
 #[derive(Debug)]
 struct Idle {
-    sender: SendRequest<UpstreamBody>,
+    conn: Conn,
     /// Closed when still idle at this time.
     expires: Instant,
+}
+
+/// One upstream connection: the handle requests are sent on, and its task,
+/// to end it at once when it must not finish what it is doing (a request
+/// body the client will not complete, which would otherwise keep both the
+/// backend connection and the client's open).
+#[derive(Debug)]
+struct Conn {
+    sender: SendRequest<UpstreamBody>,
+    task: tokio::task::AbortHandle,
 }
 
 /// A connection checked out for one request, and the pool it returns to.
 #[derive(Debug)]
 pub struct Lease {
-    sender: SendRequest<UpstreamBody>,
+    conn: Conn,
     state: Arc<EndpointState>,
     idle_timeout: Duration,
     /// Counts the connection if it is salvaged.
@@ -142,13 +152,13 @@ impl Upstream {
         upload: Option<&Arc<Watch>>,
         mut req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
-        while let Some(mut sender) = state.pool().checkout() {
-            match tokio::time::timeout(POOL_READY_WAIT, sender.ready()).await {
+        while let Some(mut conn) = state.pool().checkout() {
+            match tokio::time::timeout(POOL_READY_WAIT, conn.sender.ready()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => continue,
             }
-            let response = sender.try_send_request(req);
-            let lease = self.lease(sender, state, idle_timeout, upload);
+            let response = conn.sender.try_send_request(req);
+            let lease = self.lease(conn, state, idle_timeout, upload);
             match Awaiting::new(response, lease).await {
                 Ok(answered) => return Ok(answered),
                 Err(mut error) => match error.take_message() {
@@ -159,9 +169,9 @@ impl Upstream {
         }
         // Boxed: opening a connection is the rare path, and its future is
         // large; unboxed it would grow (and be copied with) every request's.
-        let mut sender = Box::pin(self.connect(endpoint, connect_timeout)).await?;
-        let response = sender.send_request(req);
-        let lease = self.lease(sender, state, idle_timeout, upload);
+        let mut conn = Box::pin(self.connect(endpoint, connect_timeout)).await?;
+        let response = conn.sender.send_request(req);
+        let lease = self.lease(conn, state, idle_timeout, upload);
         Awaiting::new(response, lease)
             .await
             .map_err(UpstreamError::Http)
@@ -169,13 +179,13 @@ impl Upstream {
 
     fn lease(
         &self,
-        sender: SendRequest<UpstreamBody>,
+        conn: Conn,
         state: &Arc<EndpointState>,
         idle_timeout: Duration,
         upload: Option<&Arc<Watch>>,
     ) -> Lease {
         Lease {
-            sender,
+            conn,
             state: state.clone(),
             idle_timeout,
             salvaged: self.salvaged.clone(),
@@ -184,11 +194,7 @@ impl Upstream {
     }
 
     /// Opens a connection and starts its task.
-    async fn connect(
-        &self,
-        endpoint: &Endpoint,
-        limit: Duration,
-    ) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+    async fn connect(&self, endpoint: &Endpoint, limit: Duration) -> Result<Conn, UpstreamError> {
         let stream = tokio::time::timeout(limit, dial(&endpoint.addr))
             .await
             .map_err(|_| {
@@ -207,12 +213,15 @@ impl Upstream {
             .await?;
         self.opened.inc();
         let peer = endpoint.to_string();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, %peer, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Conn {
+            sender,
+            task: task.abort_handle(),
+        })
     }
 }
 
@@ -267,20 +276,20 @@ pub fn spawn_reaper(table: SharedTable) -> tokio::task::JoinHandle<()> {
 
 impl IdlePool {
     /// The most recently used idle connection that is still open.
-    fn checkout(&self) -> Option<SendRequest<UpstreamBody>> {
+    fn checkout(&self) -> Option<Conn> {
         let now = Instant::now();
         let mut idle = self.idle.lock();
         while let Some(entry) = idle.pop() {
-            if !entry.sender.is_closed() && entry.expires > now {
-                return Some(entry.sender);
+            if !entry.conn.sender.is_closed() && entry.expires > now {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    /// Pools `sender`; `false` when it was closed or the pool is full.
-    fn put(&self, sender: SendRequest<UpstreamBody>, idle_timeout: Duration) -> bool {
-        if sender.is_closed() {
+    /// Pools `conn`; `false` when it was closed or the pool is full.
+    fn put(&self, conn: Conn, idle_timeout: Duration) -> bool {
+        if conn.sender.is_closed() {
             return false;
         }
         let mut idle = self.idle.lock();
@@ -288,7 +297,7 @@ impl IdlePool {
             return false;
         }
         idle.push(Idle {
-            sender,
+            conn,
             expires: Instant::now() + idle_timeout,
         });
         true
@@ -300,7 +309,7 @@ impl IdlePool {
         let now = Instant::now();
         self.idle
             .lock()
-            .retain(|entry| !entry.sender.is_closed() && entry.expires > now);
+            .retain(|entry| !entry.conn.sender.is_closed() && entry.expires > now);
     }
 }
 
@@ -312,10 +321,22 @@ impl Lease {
     /// sent whole too (`false` if it could not: a request body not sent to
     /// its end, closed, or the pool is full).
     pub fn release(self) -> bool {
-        if self.upload.as_ref().is_some_and(|u| !u.sent_whole()) {
+        if self.abort_unsent() {
             return false;
         }
-        self.state.pool().put(self.sender, self.idle_timeout)
+        self.state.pool().put(self.conn, self.idle_timeout)
+    }
+
+    /// Ends the connection if it still carries a request body the client
+    /// has not finished: its rest would hold both this connection and the
+    /// client's (whose body hyper goes on reading) open for as long as the
+    /// client likes. Whether it did.
+    fn abort_unsent(&self) -> bool {
+        if self.upload.as_ref().is_some_and(|u| !u.sent_whole()) {
+            self.conn.task.abort();
+            return true;
+        }
+        false
     }
 
     /// The client stopped reading `body` before its end: the rest is read
@@ -400,6 +421,9 @@ where
     /// answer; a small, quick answer is read and the connection kept.
     fn drop(&mut self) {
         if let Some((mut response, lease)) = self.pending.take() {
+            if lease.abort_unsent() {
+                return;
+            }
             spawn_salvage(async move {
                 let response = futures::future::poll_fn(|cx| response.as_mut().try_poll(cx))
                     .await
