@@ -108,6 +108,11 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let Listeners { http, https, admin } = listeners;
+    // Before the admin port answers, so no scrape sees the cap at 0.
+    let connections = proxy::listener::ConnectionLimit::new(settings.limits.max_connections);
+    metrics
+        .connections_max
+        .set(i64::try_from(connections.max()).unwrap_or(i64::MAX));
     let health_task = crate::health::spawn(table.clone(), metrics.clone());
     let reaper_task = proxy::upstream::spawn_reaper(table.clone());
     let admin_state = Arc::new(AdminState {
@@ -117,10 +122,6 @@ pub async fn serve(
     let admin_task = tokio::spawn(admin::serve(admin, admin_state, shutdown.clone()));
 
     let acceptor = proxy::tls::acceptor(table.clone())?;
-    let connections = proxy::listener::ConnectionLimit::new(settings.limits.max_connections);
-    metrics
-        .connections_max
-        .set(i64::try_from(connections.max()).unwrap_or(i64::MAX));
     let proxy = Arc::new(Proxy {
         table,
         upstream: proxy::upstream::Upstream::new(

@@ -63,8 +63,11 @@ impl Activity {
     }
 
     /// Resolves once the connection has had no request open for its idle
-    /// limit. Wakes at most once per limit while busy.
+    /// limit. Looks again at least every `min(limits)`, since the limit that
+    /// applies changes with the first request; so it wakes at most once per
+    /// that time while busy.
     pub async fn idle(&self, header_timeout: Duration, http2_timeout: Duration) {
+        let look_again = header_timeout.min(http2_timeout);
         loop {
             let limit = if self.served.load(Ordering::Relaxed) && self.http2.load(Ordering::Relaxed)
             {
@@ -78,10 +81,11 @@ impl Activity {
                 let since = self.idle_since.load(Ordering::Acquire);
                 self.epoch + Duration::from_nanos(since) + limit
             };
-            if deadline <= Instant::now() {
+            let now = Instant::now();
+            if deadline <= now {
                 return;
             }
-            tokio::time::sleep_until(deadline).await;
+            tokio::time::sleep_until(deadline.min(now + look_again)).await;
         }
     }
 }

@@ -95,20 +95,29 @@ pub async fn serve(
     let proto = if tls.is_some() { "https" } else { "http" };
     let mut errors = AcceptErrors::default();
     loop {
-        let Some(permit) = admit(&proxy, &mut shutdown).await else {
+        if !room(&proxy, &mut shutdown).await {
             break;
-        };
+        }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
                     proxy.metrics.accept_errors.inc();
-                    errors.log(&error, local);
+                    let _logged = errors.log(&error, local);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
             () = shutdown.wait() => break,
+        };
+        // The other listener may have taken the last place meanwhile: this
+        // one connection then waits for its place, accepted.
+        let permit = match proxy.connections.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match proxy.connections.permits.clone().acquire_owned().await {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
         };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
@@ -154,14 +163,15 @@ pub async fn serve(
     }
 }
 
-/// A permit for one more connection: at once below `--max-connections`;
-/// at the cap, once a connection closes (new clients wait in the kernel's
-/// backlog meanwhile, and established ones are untouched). `None` on
-/// shutdown.
-async fn admit(proxy: &Proxy, shutdown: &mut Shutdown) -> Option<OwnedSemaphorePermit> {
+/// Waits until a connection may be accepted: at once below
+/// `--max-connections`; at the cap, once a connection closes (new clients
+/// wait in the kernel's backlog meanwhile, and established ones are
+/// untouched). No place is held while waiting, so an idle listener takes
+/// none from the other. `false` on shutdown.
+async fn room(proxy: &Proxy, shutdown: &mut Shutdown) -> bool {
     let permits = &proxy.connections.permits;
-    if let Ok(permit) = permits.clone().try_acquire_owned() {
-        return Some(permit);
+    if permits.available_permits() > 0 {
+        return true;
     }
     proxy.metrics.accept_paused.inc();
     tracing::debug!(
@@ -169,8 +179,8 @@ async fn admit(proxy: &Proxy, shutdown: &mut Shutdown) -> Option<OwnedSemaphoreP
         "connection cap reached; accepting paused"
     );
     tokio::select! {
-        permit = permits.clone().acquire_owned() => permit.ok(),
-        () = shutdown.wait() => None,
+        permit = permits.acquire() => permit.is_ok(),
+        () = shutdown.wait() => false,
     }
 }
 
@@ -252,14 +262,20 @@ struct AcceptErrors {
 }
 
 impl AcceptErrors {
-    fn log(&mut self, error: &std::io::Error, local: std::net::SocketAddr) {
+    /// Logs `error` unless a line went out less than [`ACCEPT_LOG_EVERY`]
+    /// ago; whether it did.
+    fn log(&mut self, error: &std::io::Error, local: std::net::SocketAddr) -> bool {
         let now = Instant::now();
         match self.last {
-            Some(last) if now.duration_since(last) < ACCEPT_LOG_EVERY => self.suppressed += 1,
+            Some(last) if now.duration_since(last) < ACCEPT_LOG_EVERY => {
+                self.suppressed += 1;
+                false
+            }
             _ => {
                 tracing::warn!(%error, %local, suppressed = self.suppressed, "accept failed");
                 self.last = Some(now);
                 self.suppressed = 0;
+                true
             }
         }
     }
@@ -282,5 +298,23 @@ impl ActiveConnection {
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_accept_errors_logs_one_line_per_period() {
+        let mut errors = AcceptErrors::default();
+        let error = std::io::Error::from_raw_os_error(24); // EMFILE
+        let local = std::net::SocketAddr::from(([127, 0, 0, 1], 8000));
+        let logged = (0..1_000).filter(|_| errors.log(&error, local)).count();
+        assert_eq!(logged, 1);
+        assert_eq!(errors.suppressed, 999);
+        tokio::time::advance(ACCEPT_LOG_EVERY).await;
+        assert!(errors.log(&error, local), "the next period logs again");
+        assert_eq!(errors.suppressed, 0);
     }
 }

@@ -63,9 +63,23 @@ impl Proxy {
 
     /// Starts the binary with exactly `args`; they must make it listen.
     pub async fn start_args(args: &[String]) -> Proxy {
-        let mut child = Command::new(BIN)
+        Self::start_wrapped(&[], args).await
+    }
+
+    /// Starts the binary through `wrapper` (a command that runs the rest of
+    /// its arguments, such as `prlimit --nofile=...`), with `args`.
+    pub async fn start_wrapped(wrapper: &[&str], args: &[String]) -> Proxy {
+        let (program, before) = match wrapper.split_first() {
+            Some((program, rest)) => (*program, [rest, &[BIN]].concat()),
+            None => (BIN, Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(before)
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
