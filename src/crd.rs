@@ -217,6 +217,24 @@ pub struct Timeouts {
     )]
     #[schemars(schema_with = "duration_schema")]
     pub idle: Option<Duration>,
+    /// Longest pause between two pieces of the response body; the answer
+    /// is cut off after it (overrides --proxy-read-timeout).
+    #[serde(
+        default,
+        deserialize_with = "go_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "duration_schema")]
+    pub read: Option<Duration>,
+    /// Longest the target may leave a request body unread; 504 after
+    /// (overrides --proxy-send-timeout).
+    #[serde(
+        default,
+        deserialize_with = "go_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "duration_schema")]
+    pub send: Option<Duration>,
 }
 
 /// When and how often a failed request is sent again.

@@ -397,6 +397,27 @@ async fn a_backend_that_stalls_mid_answer_is_cut_off() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_sets_the_read_timeout_of_its_backend() {
+    // The flag's 60 s would outlast the deadline; the policy's 1 s does not.
+    let (_dir, proxy) = start(
+        "stall.local",
+        stalls_mid_body().await,
+        Some("timeouts: {read: 1s}"),
+        &[],
+    )
+    .await;
+    let mut sender = connect::<Empty<Bytes>>(proxy.http_port).await;
+    let resp = tokio::time::timeout(DEADLINE, sender.send_request(get_req("stall.local", "/")))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = tokio::time::timeout(DEADLINE, resp.into_body().collect())
+        .await
+        .expect("the body is cut off within the deadline");
+    assert!(body.is_err());
+}
+
 /// A backend that streams an endless chunked body; sets `closed` once a
 /// write fails (the proxy let go of the connection).
 async fn endless(closed: Arc<AtomicBool>) -> SocketAddr {

@@ -207,6 +207,8 @@ fn resolve(spec: &crd::BalancerPolicySpec) -> Result<BackendPolicy, String> {
         if let Some(d) = t.idle {
             out.idle_timeout = positive("timeouts.idle", d)?;
         }
+        out.read_timeout = t.read.map(|d| positive("timeouts.read", d)).transpose()?;
+        out.send_timeout = t.send.map(|d| positive("timeouts.send", d)).transpose()?;
     }
 
     if let Some(r) = &spec.retries {

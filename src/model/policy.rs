@@ -84,6 +84,10 @@ pub struct BackendPolicy {
     /// Overrides `--request-timeout` for this backend.
     pub request_timeout: Option<Duration>,
     pub idle_timeout: Duration,
+    /// Overrides `--proxy-read-timeout` for this backend.
+    pub read_timeout: Option<Duration>,
+    /// Overrides `--proxy-send-timeout` for this backend.
+    pub send_timeout: Option<Duration>,
     pub retries: RetryPolicy,
     pub active: Option<ActiveCheck>,
     pub passive: Option<PassiveCheck>,
@@ -107,6 +111,8 @@ impl Default for BackendPolicy {
             connect_timeout: Duration::from_secs(5),
             request_timeout: None,
             idle_timeout: Duration::from_secs(90),
+            read_timeout: None,
+            send_timeout: None,
             retries: RetryPolicy::default(),
             active: None,
             passive: Some(PassiveCheck::default()),

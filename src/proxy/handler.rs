@@ -136,7 +136,9 @@ async fn forward(
     ));
     let timers = Timers {
         response: limit,
-        backend_reading: proxy.limits.proxy_send_timeout,
+        backend_reading: policy
+            .send_timeout
+            .unwrap_or(proxy.limits.proxy_send_timeout),
     };
     let Some(result) = until_response(attempt, upload.as_deref(), timers).await else {
         metrics.errors.inc();
@@ -193,7 +195,9 @@ async fn forward(
     {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    let read_timeout = proxy.limits.proxy_read_timeout;
+    let read_timeout = policy
+        .read_timeout
+        .unwrap_or(proxy.limits.proxy_read_timeout);
     Ok(response.map(|body| {
         Either::Left(Tracked::new(
             body,

@@ -132,7 +132,7 @@ fn a_service_policy_sets_the_backend_policy() {
         .spec("loadBalancer", json!({"algorithm": "LeastConnection", "slowStart": "20s"}))
         .spec(
             "timeouts",
-            json!({"connect": "2s", "request": "30s", "idle": "1m"}),
+            json!({"connect": "2s", "request": "30s", "idle": "1m", "read": "5m", "send": "10s"}),
         )
         .spec(
             "retries",
@@ -159,6 +159,8 @@ fn a_service_policy_sets_the_backend_policy() {
         connect_timeout: secs(2),
         request_timeout: Some(secs(30)),
         idle_timeout: secs(60),
+        read_timeout: Some(secs(300)),
+        send_timeout: Some(secs(10)),
         retries: RetryPolicy {
             attempts: 3,
             per_try_timeout: Some(millis(1500)),
@@ -467,6 +469,8 @@ fn invalid_policies_from_files_are_rejected_and_the_defaults_apply() {
             "timeouts.connect must not be negative"),
         ("zero duration", "timeouts", json!({"idle": "0s"}),
             "timeouts.idle must be greater than 0"),
+        ("zero read timeout", "timeouts", json!({"read": "0s"}),
+            "timeouts.read must be greater than 0"),
         ("zero interval", "healthCheck", json!({"active": {"interval": "0s"}}),
             "healthCheck.active.interval must be greater than 0"),
         ("negative ttl", "loadBalancer", json!({"stickyCookie": {"ttl": "-1h"}}),
