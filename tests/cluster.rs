@@ -510,6 +510,10 @@ async fn a_rejected_ingress_gets_one_warning_event() {
     })
     .await;
     assert_eq!(cluster.warnings("zz-late").len(), 1);
+    assert_eq!(
+        proxy.metric("routing_table_rejected_objects").await,
+        Some(1.0)
+    );
     assert!(
         proxy.stderr().await.contains("name=zz-late"),
         "logged with its name"
@@ -639,6 +643,8 @@ async fn only_the_leader_writes_status_and_a_peer_takes_over() {
         !follower.stderr().await.contains("status updated"),
         "only the leader writes"
     );
+    assert_eq!(leader.metric("leader_is_leader").await, Some(1.0));
+    assert_eq!(follower.metric("leader_is_leader").await, Some(0.0));
 
     // The leader dies without giving the Lease up (SIGKILL).
     drop(leader);
@@ -656,6 +662,10 @@ async fn only_the_leader_writes_status_and_a_peer_takes_over() {
     .await;
     assert!(follower.stderr().await.contains("became the leader"));
     assert!(routes_to(follower.http_port, "later.local", "/", "one").await);
+    wait_until(LIVE, "the new leader's leader_is_leader is 1", || async {
+        follower.metric("leader_is_leader").await == Some(1.0)
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------
