@@ -63,9 +63,15 @@ impl Proxy {
 
     /// Starts the binary with exactly `args`; they must make it listen.
     pub async fn start_args(args: &[String]) -> Proxy {
+        Self::start_env(args, &[("RUST_LOG".into(), "info".into())]).await
+    }
+
+    /// Starts the binary with exactly `args` and `env` added to the
+    /// environment; they must make it listen and log at info level.
+    pub async fn start_env(args: &[String], env: &[(String, String)]) -> Proxy {
         let mut child = Command::new(BIN)
             .args(args)
-            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
