@@ -669,7 +669,7 @@ async fn only_the_leader_writes_status_and_a_peer_takes_over() {
 }
 
 // ---------------------------------------------------------------------------
-// RBAC: every call the controller makes is allowed by deploy/rbac.yaml
+// RBAC: every call the controller makes is allowed by deploy/rust-strom.yaml
 // ---------------------------------------------------------------------------
 
 /// One RBAC rule, from a ClusterRole (any namespace) or a Role (its own).
@@ -691,8 +691,11 @@ struct Access {
 }
 
 fn rbac_rules() -> Vec<Rule> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/rust-strom.yaml"
+    ))
+    .unwrap();
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .into_iter()
@@ -840,7 +843,7 @@ async fn every_api_call_is_covered_by_deploy_rbac() {
     }
     assert!(
         denied.is_empty(),
-        "not allowed by deploy/rbac.yaml: {denied:#?}"
+        "not allowed by deploy/rust-strom.yaml: {denied:#?}"
     );
     // Not a vacuous pass: each kind of call was made.
     for (resource, verb) in [
