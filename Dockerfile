@@ -7,7 +7,7 @@
 # which ring and mimalloc link against; no shell, no package manager) and
 # runs as the image's numeric non-root user.
 
-FROM rust:1.89-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin rust-strom
