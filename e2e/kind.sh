@@ -58,8 +58,8 @@ proxy="rust-strom.$ns.svc.cluster.local"
 say "5. curl through RustStrom"
 answers=$(in_cluster "for i in 1 2 3 4 5 6; do curl -sf -H 'Host: echo.e2e' http://$proxy/hostname; echo; done")
 echo "$answers"
-distinct=$(echo "$answers" | grep -c . | tr -d ' ')
-[ "$distinct" -eq 6 ] || { echo "expected 6 answers"; exit 1; }
+count=$(echo "$answers" | grep -c .)
+[ "$count" -eq 6 ] || { echo "expected 6 answers"; exit 1; }
 [ "$(echo "$answers" | sort -u | grep -c .)" -eq 2 ] || { echo "expected both replicas to answer"; exit 1; }
 
 say "6a. the Ingress status holds the Service's cluster IP"
