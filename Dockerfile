@@ -5,7 +5,10 @@
 # Stage 1 builds the release binary exactly as the README does
 # (`cargo build --release`); stage 2 is distroless `cc` (glibc and libgcc,
 # which ring and mimalloc link against; no shell, no package manager) and
-# runs as the image's numeric non-root user.
+# runs as the image's numeric non-root user. Both stages are Debian 12
+# (bookworm), so the binary links against the glibc it runs with. The Rust
+# version must be at least every locked crate's rust-version
+# (scripts/chart-check checks it).
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
