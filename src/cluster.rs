@@ -92,6 +92,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         },
         shutdown.clone(),
     );
+    let leader_gauge = tokio::spawn(leader_gauge(leader.clone(), metrics.clone()));
     let status_task = StatusWriter::new(
         client,
         watchers.caches.clone(),
@@ -109,9 +110,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // does within its release timeout.
     status_task.abort();
     sync_task.abort();
+    leader_gauge.abort();
     let _ = election_task.await;
     drop(watchers);
     served
+}
+
+/// Keeps `leader_is_leader` at 1 while this replica leads. The elector
+/// signals every renewal and every loss, so the gauge follows within a
+/// retry period.
+async fn leader_gauge(mut leader: leader::Leader, metrics: Arc<Metrics>) {
+    loop {
+        metrics.is_leader.set(i64::from(leader.is_leader()));
+        if !leader.changed().await {
+            metrics.is_leader.set(0);
+            return;
+        }
+    }
 }
 
 /// The client: `--kubeconfig FILE`; else, in a pod, its service account

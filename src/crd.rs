@@ -512,5 +512,48 @@ fn default_max_ejection() -> u32 {
 /// crds` prints and `crds/ruststrom.io_balancerpolicies.yaml` holds.
 pub fn crds_yaml() -> Result<String, serde_norway::Error> {
     use kube::CustomResourceExt;
-    serde_norway::to_string(&BalancerPolicy::crd())
+    Ok(quote_yaml11_booleans(&serde_norway::to_string(
+        &BalancerPolicy::crd(),
+    )?))
+}
+
+/// Words YAML 1.1 reads as booleans. kubectl and Helm parse manifests as
+/// YAML 1.1, so an unquoted `on:` key (the schema of `retries.on`) would
+/// reach the API server as `"true"`; serde_norway writes YAML 1.2, where
+/// these are plain strings, and leaves them unquoted.
+const YAML11_BOOLEANS: [&str; 22] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+    "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+];
+
+/// Single-quotes every mapping key that YAML 1.1 would read as a boolean.
+fn quote_yaml11_booleans(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len() + 16);
+    for line in yaml.split_inclusive('\n') {
+        let body = line.trim_start_matches([' ', '-']);
+        let indent = &line[..line.len() - body.len()];
+        let quoted = body.split_once(':').and_then(|(key, rest)| {
+            let plain_key = rest.is_empty() || rest.starts_with([' ', '\n']);
+            (plain_key && YAML11_BOOLEANS.contains(&key)).then(|| format!("{indent}'{key}':{rest}"))
+        });
+        out.push_str(quoted.as_deref().unwrap_or(line));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_yaml11_reads_as_booleans_are_quoted() {
+        let text = "a:\n  on:\n    type: array\n  - off: 1\n  only: on\n  no_key: 2\n";
+        assert_eq!(
+            quote_yaml11_booleans(text),
+            "a:\n  'on':\n    type: array\n  - 'off': 1\n  only: on\n  no_key: 2\n"
+        );
+        let crd = crds_yaml().unwrap();
+        assert!(crd.contains("'on':"), "{crd}");
+        assert!(!crd.lines().any(|l| l.trim() == "on:"), "{crd}");
+    }
 }

@@ -12,7 +12,10 @@
 //! - `active_http_connections`: client connections open now.
 //! - `routing_table_generation`, `routing_table_routes`,
 //!   `config_reloads_total{result}`, `manifest_errors_total`,
-//!   `config_sync_duration_seconds`: the control side.
+//!   `config_sync_duration_seconds`, `routing_table_rejected_objects`
+//!   (objects the live table left out as invalid): the control side.
+//! - `leader_is_leader`: 1 while this replica holds the election's Lease
+//!   (cluster mode), else 0; no replica at 1 means no status is written.
 //! - `tls_handshakes_total`, `tls_handshake_errors_total{reason}` (reasons
 //!   in [`HANDSHAKE_ERROR_REASONS`]): the HTTPS listener.
 //! - `client_errors_total{reason}` (reasons in [`CLIENT_ERROR_REASONS`]):
@@ -86,6 +89,8 @@ pub struct Metrics {
     pub accept_errors: IntCounter,
     pub table_generation: IntGauge,
     pub table_routes: IntGauge,
+    pub rejected_objects: IntGauge,
+    pub is_leader: IntGauge,
     pub reloads: IntCounterVec,
     pub manifest_errors: IntCounter,
     pub sync_duration: Histogram,
@@ -162,6 +167,14 @@ impl Metrics {
                 "routing_table_routes",
                 "Host and path routes in the live table",
             )?,
+            rejected_objects: IntGauge::new(
+                "routing_table_rejected_objects",
+                "Objects the live routing table left out because they are invalid",
+            )?,
+            is_leader: IntGauge::new(
+                "leader_is_leader",
+                "1 while this replica holds the leader election's Lease",
+            )?,
             reloads: IntCounterVec::new(
                 Opts::new("config_reloads_total", "Routing table rebuilds by result"),
                 &["result"],
@@ -217,7 +230,7 @@ impl Metrics {
     }
 
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
             Box::new(self.requests_total.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.status_codes.clone()),
@@ -231,6 +244,8 @@ impl Metrics {
             Box::new(self.accept_errors.clone()),
             Box::new(self.table_generation.clone()),
             Box::new(self.table_routes.clone()),
+            Box::new(self.rejected_objects.clone()),
+            Box::new(self.is_leader.clone()),
             Box::new(self.reloads.clone()),
             Box::new(self.manifest_errors.clone()),
             Box::new(self.sync_duration.clone()),
@@ -342,6 +357,8 @@ mod tests {
             "http_timeouts_total",
             "active_http_connections",
             "routing_table_generation",
+            "routing_table_rejected_objects",
+            "leader_is_leader",
             "config_reloads_total",
             "tls_handshakes_total",
             "tls_handshake_errors_total",

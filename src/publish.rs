@@ -189,6 +189,7 @@ impl Publisher {
         let m = &self.metrics;
         m.table_generation.set(self.generation as i64);
         m.table_routes.set(published.routes as i64);
+        m.rejected_objects.set(rejected as i64);
         m.reloads.with_label_values(&["success"]).inc();
         m.sync_duration.observe(noticed.elapsed().as_secs_f64());
         tracing::info!(

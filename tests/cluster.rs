@@ -510,6 +510,10 @@ async fn a_rejected_ingress_gets_one_warning_event() {
     })
     .await;
     assert_eq!(cluster.warnings("zz-late").len(), 1);
+    assert_eq!(
+        proxy.metric("routing_table_rejected_objects").await,
+        Some(1.0)
+    );
     assert!(
         proxy.stderr().await.contains("name=zz-late"),
         "logged with its name"
@@ -639,6 +643,8 @@ async fn only_the_leader_writes_status_and_a_peer_takes_over() {
         !follower.stderr().await.contains("status updated"),
         "only the leader writes"
     );
+    assert_eq!(leader.metric("leader_is_leader").await, Some(1.0));
+    assert_eq!(follower.metric("leader_is_leader").await, Some(0.0));
 
     // The leader dies without giving the Lease up (SIGKILL).
     drop(leader);
@@ -656,10 +662,14 @@ async fn only_the_leader_writes_status_and_a_peer_takes_over() {
     .await;
     assert!(follower.stderr().await.contains("became the leader"));
     assert!(routes_to(follower.http_port, "later.local", "/", "one").await);
+    wait_until(LIVE, "the new leader's leader_is_leader is 1", || async {
+        follower.metric("leader_is_leader").await == Some(1.0)
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------
-// RBAC: every call the controller makes is allowed by deploy/rbac.yaml
+// RBAC: every call the controller makes is allowed by deploy/rust-strom.yaml
 // ---------------------------------------------------------------------------
 
 /// One RBAC rule, from a ClusterRole (any namespace) or a Role (its own).
@@ -681,8 +691,11 @@ struct Access {
 }
 
 fn rbac_rules() -> Vec<Rule> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/rust-strom.yaml"
+    ))
+    .unwrap();
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .into_iter()
@@ -830,7 +843,7 @@ async fn every_api_call_is_covered_by_deploy_rbac() {
     }
     assert!(
         denied.is_empty(),
-        "not allowed by deploy/rbac.yaml: {denied:#?}"
+        "not allowed by deploy/rust-strom.yaml: {denied:#?}"
     );
     // Not a vacuous pass: each kind of call was made.
     for (resource, verb) in [

@@ -704,6 +704,23 @@ fn as_json(text: &str) -> Value {
 
 // ---------------------------------------------------------------- examples
 
+/// The policy `e2e/kind.sh` applies in a real cluster: caught here, not
+/// minutes into a kind run.
+#[test]
+fn the_e2e_policy_passes_the_api_server() {
+    let text = std::fs::read_to_string(root().join("e2e/app.yaml")).unwrap();
+    let policies: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
+        .filter(|doc| doc["kind"] == "BalancerPolicy")
+        .collect();
+    assert_eq!(policies.len(), 1, "one BalancerPolicy in e2e/app.yaml");
+    let errors = api_server_errors(&policies[0]);
+    assert!(
+        errors.is_empty(),
+        "the API server would refuse it: {errors:#?}"
+    );
+}
+
 #[test]
 fn valid_examples_pass_the_api_server_and_compile() {
     let files = yaml_files(&root().join("examples"));

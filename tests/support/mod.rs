@@ -63,12 +63,22 @@ impl Proxy {
 
     /// Starts the binary with exactly `args`; they must make it listen.
     pub async fn start_args(args: &[String]) -> Proxy {
-        Self::start_wrapped(&[], args).await
+        Self::launch(&[], args, &[]).await
+    }
+
+    /// Starts the binary with exactly `args` and `env` added to the
+    /// environment; they must make it listen and log at info level.
+    pub async fn start_env(args: &[String], env: &[(String, String)]) -> Proxy {
+        Self::launch(&[], args, env).await
     }
 
     /// Starts the binary through `wrapper` (a command that runs the rest of
     /// its arguments, such as `prlimit --nofile=...`), with `args`.
     pub async fn start_wrapped(wrapper: &[&str], args: &[String]) -> Proxy {
+        Self::launch(wrapper, args, &[]).await
+    }
+
+    async fn launch(wrapper: &[&str], args: &[String], env: &[(String, String)]) -> Proxy {
         let (program, before) = match wrapper.split_first() {
             Some((program, rest)) => (*program, [rest, &[BIN]].concat()),
             None => (BIN, Vec::new()),
@@ -76,10 +86,12 @@ impl Proxy {
         let mut child = Command::new(program)
             .args(before)
             .args(args)
+            // TEST_RUST_LOG=rust_strom=debug shows more when a test fails.
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or("info".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
