@@ -101,6 +101,10 @@ pub struct LimitArgs {
     /// [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub http2_idle_timeout: Option<Duration>,
+    /// HTTP/2 clients are pinged this often, and dropped when a ping is not
+    /// answered within the same time [default: 20s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub http2_keepalive: Option<Duration>,
     /// Longest a backend may leave a request body unread; then 504
     /// [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

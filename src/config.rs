@@ -124,6 +124,7 @@ pub struct FileConfig {
     pub client_body_timeout: Option<String>,
     pub client_send_timeout: Option<String>,
     pub http2_idle_timeout: Option<String>,
+    pub http2_keepalive: Option<String>,
     pub proxy_send_timeout: Option<String>,
     pub proxy_read_timeout: Option<String>,
     pub tls_handshake_timeout: Option<String>,
@@ -326,6 +327,12 @@ fn limits(args: &LimitArgs, file: &FileConfig) -> Result<Limits, ConfigError> {
             &file.http2_idle_timeout,
             "http2-idle-timeout",
             d.http2_idle_timeout,
+        )?,
+        http2_keepalive: timeout(
+            args.http2_keepalive,
+            &file.http2_keepalive,
+            "http2-keepalive",
+            d.http2_keepalive,
         )?,
         proxy_send_timeout: timeout(
             args.proxy_send_timeout,
@@ -729,6 +736,60 @@ mod tests {
             Err(ConfigError::Invalid { .. })
         ));
         assert!(Cli::try_parse_from(["rust-strom", "--publish-service", "x"]).is_err());
+    }
+
+    #[test]
+    fn limits_from_flags_and_file() {
+        let l = settings(&[]).unwrap().limits;
+        assert_eq!(l.client_header_timeout, Duration::from_secs(30));
+        assert_eq!(l.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(l.http2_keepalive, Duration::from_secs(20));
+        assert_eq!(l.max_request_header_size, 64 * 1024);
+        assert_eq!(l.max_connections, 16_384);
+        assert_eq!(l.encoded_slashes, EncodedSlashes::Keep);
+        assert!(l.server_header);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "client-body-timeout = \"5s\"\nmax-request-header-size = \"32KiB\"\n\
+             max-connections = 100\nencoded-slashes = \"reject\"\nserver-header = false\n\
+             proxy-read-timeout = \"5m\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let l = settings(&[
+            "-c",
+            path,
+            "--max-connections",
+            "7",
+            "--encoded-slashes",
+            "decode",
+        ])
+        .unwrap()
+        .limits;
+        assert_eq!(l.client_body_timeout, Duration::from_secs(5));
+        assert_eq!(l.max_request_header_size, 32 * 1024);
+        assert_eq!(l.max_connections, 7, "the flag wins");
+        assert_eq!(l.encoded_slashes, EncodedSlashes::Decode);
+        assert!(!l.server_header);
+        assert_eq!(l.proxy_read_timeout, Duration::from_secs(300));
+
+        for bad in [
+            &["--client-header-timeout", "0s"][..],
+            &["--max-request-header-size", "4KiB"],
+            &["--max-connections", "0"],
+        ] {
+            assert!(
+                matches!(settings(bad), Err(ConfigError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(
+            Cli::try_parse_from(["rust-strom", "--max-request-header-size", "64 parsecs"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["rust-strom", "--encoded-slashes", "maybe"]).is_err());
     }
 
     #[test]

@@ -257,3 +257,57 @@ async fn the_open_files_limit_is_raised_and_the_cap_fits_in_it() {
     assert!(proxy.stderr().await.contains("--max-connections lowered"));
     assert_eq!(proxy.get("conn.local", "/").await.status, StatusCode::OK);
 }
+
+/// Reads HTTP/2 frame headers from `stream` until one of `kind` arrives;
+/// `false` if the connection closed first.
+async fn frame_arrives(stream: &mut TcpStream, kind: u8) -> bool {
+    loop {
+        let mut head = [0u8; 9];
+        if stream.read_exact(&mut head).await.is_err() {
+            return false;
+        }
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if stream.read_exact(&mut payload).await.is_err() {
+            return false;
+        }
+        if head[3] == kind {
+            return true;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_pinged_and_dropped_when_they_do_not_answer() {
+    let (_dir, proxy) = start(echo("conn").await, &["--http2-keepalive", "1s"]).await;
+    // A client that speaks HTTP/2 and then never answers a PING.
+    let mut mute = TcpStream::connect(("127.0.0.1", proxy.http_port))
+        .await
+        .unwrap();
+    mute.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    const PING: u8 = 0x6;
+    let pinged = tokio::time::timeout(DEADLINE, frame_arrives(&mut mute, PING)).await;
+    assert_eq!(pinged.ok(), Some(true), "a PING within the deadline");
+    assert!(
+        closed_by_proxy(&mut mute).await,
+        "an unanswered ping drops the connection"
+    );
+
+    // A client that answers (hyper does) keeps its connection over several
+    // ping intervals.
+    let (mut sender, ended) = h2c(proxy.http_port).await;
+    for _ in 0..2 {
+        let resp = tokio::time::timeout(DEADLINE, sender.send_request(h2_get("/")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(into_resp(resp).await.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    assert!(
+        !ended.is_finished(),
+        "the answering client stayed connected"
+    );
+}

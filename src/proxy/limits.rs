@@ -21,6 +21,9 @@ pub const DEFAULT_CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// An HTTP/2 connection with no stream open is closed (with GOAWAY) after
 /// this (nginx: `keepalive_timeout`, 75 s in ingress-nginx).
 pub const DEFAULT_HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP/2 connections are pinged this often, and dropped when a ping is not
+/// answered within the same time.
+pub const DEFAULT_HTTP2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// nginx's `proxy_send_timeout`: the longest a backend may leave a request
 /// body unread.
 pub const DEFAULT_PROXY_SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,6 +45,7 @@ pub struct Limits {
     pub client_body_timeout: Duration,
     pub client_send_timeout: Duration,
     pub http2_idle_timeout: Duration,
+    pub http2_keepalive: Duration,
     pub proxy_send_timeout: Duration,
     pub proxy_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
@@ -61,6 +65,7 @@ impl Default for Limits {
             client_body_timeout: DEFAULT_CLIENT_BODY_TIMEOUT,
             client_send_timeout: DEFAULT_CLIENT_SEND_TIMEOUT,
             http2_idle_timeout: DEFAULT_HTTP2_IDLE_TIMEOUT,
+            http2_keepalive: DEFAULT_HTTP2_KEEPALIVE,
             proxy_send_timeout: DEFAULT_PROXY_SEND_TIMEOUT,
             proxy_read_timeout: DEFAULT_PROXY_READ_TIMEOUT,
             tls_handshake_timeout: super::tls::HANDSHAKE_TIMEOUT,

@@ -23,9 +23,6 @@ use super::headers::ConnInfo;
 use super::limits::Limits;
 use crate::shutdown::Shutdown;
 
-/// HTTP/2 keep-alive: ping every 20 s, drop the connection when a ping is
-/// not answered within 20 s.
-const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// After an accept error (out of file descriptors, say), wait a little
 /// instead of spinning: the loop itself must never die.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -247,8 +244,10 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(H2_KEEPALIVE))
-        .keep_alive_timeout(H2_KEEPALIVE)
+        // Ping every 20 s (--http2-keepalive); a ping not answered within
+        // the same time drops the connection.
+        .keep_alive_interval(Some(limits.http2_keepalive))
+        .keep_alive_timeout(limits.http2_keepalive)
         .max_header_list_size(u32::try_from(limits.max_request_header_size).unwrap_or(u32::MAX));
     builder
 }
