@@ -63,9 +63,15 @@ impl Proxy {
 
     /// Starts the binary with exactly `args`; they must make it listen.
     pub async fn start_args(args: &[String]) -> Proxy {
+        Self::start_args_env(args, &[]).await
+    }
+
+    /// [`Self::start_args`] with more environment variables.
+    pub async fn start_args_env(args: &[String], env: &[(&str, &str)]) -> Proxy {
         let mut child = Command::new(BIN)
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
