@@ -423,10 +423,11 @@ async fn a_slow_endpoint_only_takes_traffic_when_no_healthy_one_is_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_health_thresholds_need_that_many_results_in_a_row() {
     // Probe n (from 1) fails where the script says `F`; later ones pass.
-    // Unhealthy needs 3 failures in a row (at 6, not at 2), Healthy again
-    // 2 passes in a row (at 12, not at 7, whose single pass is followed by
-    // three failures that would flip it back).
-    const SCRIPT: &[u8] = b"FFOFFFOFFFOO";
+    // Unhealthy at the third failure in a row (probe 3); one pass (4) does
+    // not bring it back, two in a row (8, 9) do; two failures (10, 11) do
+    // not take it out again. Every other pair of thresholds (unhealthy 1 to
+    // 6, healthy 1 to 5) gives another sequence of changes on this script.
+    const SCRIPT: &[u8] = b"FFFOFFFOOFFO";
     let probes = Arc::new(AtomicUsize::new(0));
     let counter = probes.clone();
     let checked = backend(move |req| {
