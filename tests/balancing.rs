@@ -381,9 +381,10 @@ async fn a_killed_endpoint_costs_no_get_with_the_default_policy() {
 async fn a_slow_endpoint_only_takes_traffic_when_no_healthy_one_is_left() {
     let dir = tempfile::tempdir().unwrap();
     let fast = Killable::start("fast").await;
-    // Health checks take 1 s here, twice the slow threshold; the fast
-    // endpoint would need a loopback answer 500 ms late to look slow, which
-    // even a loaded machine does not produce. Traffic is answered at once.
+    // Health checks take 1 s here, twice the slow threshold and half the
+    // timeout; the fast endpoint would need a loopback answer 500 ms late
+    // to look slow, which even a loaded machine does not produce, and one
+    // check failing by chance flips nothing. Traffic is answered at once.
     let slow = backend(|req| async move {
         if req.uri().path() == "/healthz" {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -394,8 +395,8 @@ async fn a_slow_endpoint_only_takes_traffic_when_no_healthy_one_is_left() {
         resp
     })
     .await;
-    let policy = "  healthCheck:\n    active: {path: /healthz, interval: 1500ms, timeout: 1500ms, \
-                  slowThreshold: 500ms, healthyThreshold: 1, unhealthyThreshold: 1}\n";
+    let policy = "  healthCheck:\n    active: {path: /healthz, interval: 2s, timeout: 2s, \
+                  slowThreshold: 500ms, healthyThreshold: 1, unhealthyThreshold: 2}\n";
     let proxy = start(dir.path(), &[fast.addr, slow], Some(policy)).await;
 
     wait_until(DEADLINE, "slow endpoint marked Slow", || async {
