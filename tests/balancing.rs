@@ -1,4 +1,5 @@
-//! BalancerPolicy end to end: algorithms, sticky sessions, health checks,
+//! BalancerPolicy end to end: algorithms, sticky sessions, slow start,
+//! active health checks and their thresholds, passive ejection and its cap,
 //! retries and their budget, with real backends on 127.0.0.1. Counts are
 //! exact where the algorithm is deterministic and bounded where it is
 //! statistical; nothing here measures time.

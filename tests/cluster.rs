@@ -2,9 +2,12 @@
 //! Kubernetes API server, with echo backends on 127.0.0.1.
 //!
 //! Routing like standalone mode, live EndpointSlice changes, readiness only
-//! after the initial lists, Ingress status and Events, BalancerPolicy
-//! status, an API server restart with expired history, a slow API server,
-//! leader election between two replicas, and RBAC coverage of every call.
+//! after every kind's initial list, Ingress status and Events, BalancerPolicy
+//! status, an API server restart with expired history (a relist dropping
+//! what was deleted meanwhile), a slow API server, `--secret-label-selector`,
+//! leader election between two replicas (a leader cut off from its Lease
+//! stops writing; a Lease given up on SIGTERM is taken at once), and RBAC
+//! coverage of every call.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod support;
