@@ -97,13 +97,20 @@ impl Leader {
 /// the host name with a random suffix, so two processes on one host (tests,
 /// a laptop) never take each other for the holder.
 pub fn identity() -> String {
-    if let Ok(pod) = std::env::var("POD_NAME")
+    identity_from(std::env::var("POD_NAME").ok(), || {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").ok()
+    })
+}
+
+/// [`identity`] from the value of `$POD_NAME` and, only when that is unset
+/// or blank, the host name.
+fn identity_from(pod_name: Option<String>, host_name: impl FnOnce() -> Option<String>) -> String {
+    if let Some(pod) = pod_name
         && !pod.trim().is_empty()
     {
         return pod.trim().to_string();
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
+    let host = host_name()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "rust-strom".to_string());
@@ -338,11 +345,30 @@ mod tests {
 
     #[test]
     fn pod_name_is_the_identity() {
-        // Only read here; other tests do not set it.
-        let id = identity();
-        match std::env::var("POD_NAME") {
-            Ok(pod) if !pod.trim().is_empty() => assert_eq!(id, pod.trim()),
-            _ => assert!(id.contains('_'), "{id}"),
-        }
+        let no_host = || -> Option<String> { panic!("the host name was read") };
+        assert_eq!(
+            identity_from(Some("web-7d9f8-x2k4q".into()), no_host),
+            "web-7d9f8-x2k4q"
+        );
+        assert_eq!(identity_from(Some(" web-0\n".into()), no_host), "web-0");
+    }
+
+    #[test]
+    fn without_a_pod_name_the_host_name_gets_a_random_suffix() {
+        let suffix = |id: &str, host: &str| {
+            let rest = id
+                .strip_prefix(&format!("{host}_"))
+                .unwrap_or_else(|| panic!("{id}"));
+            assert_eq!(rest.len(), 8, "{id}");
+            assert!(rest.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+            rest.to_string()
+        };
+        let node = || Some("node-1\n".to_string());
+        let a = suffix(&identity_from(None, node), "node-1");
+        let b = suffix(&identity_from(Some("  ".into()), node), "node-1");
+        // Two processes on one host: told apart (a 1 in 2^32 chance aside).
+        assert_ne!(a, b);
+        suffix(&identity_from(None, || None), "rust-strom");
+        suffix(&identity_from(None, || Some(" \n".into())), "rust-strom");
     }
 }

@@ -83,8 +83,7 @@ pub async fn run(
                 continue;
             }
         };
-        let window = debounce.max(state.took.min(MAX_WINDOW));
-        tokio::time::sleep_until(since + window).await;
+        tokio::time::sleep_until(since + batch_window(debounce, state.took)).await;
         let pending = changes.take();
         let noticed = pending.since.unwrap_or(since);
         if pending.full {
@@ -105,6 +104,13 @@ pub async fn run(
             );
         }
     }
+}
+
+/// How long a batch collects events after its first one: the debounce, or
+/// the last compile's duration when that is longer (up to [`MAX_WINDOW`]),
+/// so slow compiles never run back to back.
+fn batch_window(debounce: Duration, last_compile: Duration) -> Duration {
+    debounce.max(last_compile.min(MAX_WINDOW))
 }
 
 /// What the loop carries from one compile to the next.
@@ -185,5 +191,32 @@ impl Compiling {
             routed,
             took: started.elapsed(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEBOUNCE: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn fast_compiles_keep_the_debounce() {
+        assert_eq!(batch_window(DEBOUNCE, Duration::ZERO), DEBOUNCE);
+        assert_eq!(batch_window(DEBOUNCE, Duration::from_millis(5)), DEBOUNCE);
+    }
+
+    #[test]
+    fn a_slow_compile_widens_the_window_to_its_duration() {
+        let took = Duration::from_millis(300);
+        assert_eq!(batch_window(DEBOUNCE, took), took);
+    }
+
+    #[test]
+    fn the_widening_stops_at_the_cap() {
+        assert_eq!(batch_window(DEBOUNCE, Duration::from_secs(5)), MAX_WINDOW);
+        // A debounce set above the cap is kept as set.
+        let long = Duration::from_secs(2);
+        assert_eq!(batch_window(long, Duration::from_secs(5)), long);
     }
 }

@@ -1,4 +1,5 @@
-//! BalancerPolicy end to end: algorithms, sticky sessions, health checks,
+//! BalancerPolicy end to end: algorithms, sticky sessions, slow start,
+//! active health checks and their thresholds, passive ejection and its cap,
 //! retries and their budget, with real backends on 127.0.0.1. Counts are
 //! exact where the algorithm is deterministic and bounded where it is
 //! statistical; nothing here measures time.
@@ -381,10 +382,22 @@ async fn a_killed_endpoint_costs_no_get_with_the_default_policy() {
 async fn a_slow_endpoint_only_takes_traffic_when_no_healthy_one_is_left() {
     let dir = tempfile::tempdir().unwrap();
     let fast = Killable::start("fast").await;
-    // Answers everything, health checks included, in 150 ms.
-    let slow = slow_backend("slow", Duration::from_millis(150)).await;
-    let policy = "  healthCheck:\n    active: {path: /healthz, interval: 300ms, timeout: 250ms, \
-                  slowThreshold: 50ms, healthyThreshold: 1, unhealthyThreshold: 1}\n";
+    // Health checks take 1 s here, twice the slow threshold and half the
+    // timeout; the fast endpoint would need a loopback answer 500 ms late
+    // to look slow, which even a loaded machine does not produce, and one
+    // check failing by chance flips nothing. Traffic is answered at once.
+    let slow = backend(|req| async move {
+        if req.uri().path() == "/healthz" {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut resp = Response::new(full("backend: slow\n"));
+        resp.headers_mut()
+            .insert("x-backend", header::HeaderValue::from_static("slow"));
+        resp
+    })
+    .await;
+    let policy = "  healthCheck:\n    active: {path: /healthz, interval: 2s, timeout: 2s, \
+                  slowThreshold: 500ms, healthyThreshold: 1, unhealthyThreshold: 2}\n";
     let proxy = start(dir.path(), &[fast.addr, slow], Some(policy)).await;
 
     wait_until(DEADLINE, "slow endpoint marked Slow", || async {
@@ -403,6 +416,134 @@ async fn a_slow_endpoint_only_takes_traffic_when_no_healthy_one_is_left() {
     .await;
     let counts = spread(&proxy, 10, "/").await;
     assert_eq!(counts.get("slow"), Some(&10), "{counts:?}");
+}
+
+/// `healthyThreshold` and `unhealthyThreshold` results in a row flip an
+/// endpoint, and fewer do not. The health endpoint answers by probe number,
+/// so the transitions are exact whatever the timing; probes answer at once,
+/// far inside their timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_health_thresholds_need_that_many_results_in_a_row() {
+    // Probe n (from 1) fails where the script says `F`; later ones pass.
+    // Unhealthy at the third failure in a row (probe 3); one pass (4) does
+    // not bring it back, two in a row (8, 9) do; two failures (10, 11) do
+    // not take it out again. Every other pair of thresholds (unhealthy 1 to
+    // 6, healthy 1 to 5) gives another sequence of changes on this script.
+    const SCRIPT: &[u8] = b"FFFOFFFOOFFO";
+    let probes = Arc::new(AtomicUsize::new(0));
+    let counter = probes.clone();
+    let checked = backend(move |req| {
+        let n = if req.uri().path() == "/healthz" {
+            counter.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            0
+        };
+        async move {
+            let status = if SCRIPT.get(n.wrapping_sub(1)) == Some(&b'F') {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            Response::builder().status(status).body(full("")).unwrap()
+        }
+    })
+    .await;
+    let policy = "  healthCheck:\n    active: {path: /healthz, interval: 250ms, timeout: 250ms, \
+                  healthyThreshold: 2, unhealthyThreshold: 3}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start(dir.path(), &[checked], Some(policy)).await;
+
+    // Checks run one after the other: once probe n+1 arrived, the result
+    // of probe n was acted on.
+    wait_until(DEADLINE, "the whole script probed", || async {
+        probes.load(Ordering::SeqCst) > SCRIPT.len()
+    })
+    .await;
+    let stderr = proxy.stderr().await;
+    let changes: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("health changed"))
+        .map(|l| l.split_once("from=").map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        changes,
+        ["Healthy to=Unhealthy", "Unhealthy to=Healthy"],
+        "{stderr}"
+    );
+}
+
+/// At most `maxEjectionPercent` of the endpoints are ejected, also when
+/// more fail: of four endpoints with three dead, 50% ejects two, and the
+/// third dead one keeps being tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_ejection_percent_caps_ejections_among_four_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let alive = echo("alive").await;
+    let mut endpoints = vec![alive];
+    for _ in 0..3 {
+        endpoints.push(SocketAddr::from(([127, 0, 0, 1], closed_port())));
+    }
+    // No retries, so each request shows the endpoint it was sent to.
+    let policy = "  retries: {attempts: 0}\n  \
+                  healthCheck: {passive: {consecutiveFailures: 1, maxEjectionPercent: 50}}\n";
+    let proxy = start(dir.path(), &endpoints, Some(policy)).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(proxy.get(HOST, "/").await.status);
+    }
+    let ejections = proxy
+        .metric("backend_ejections_total{backend=\"default/web:80\"}")
+        .await;
+    assert_eq!(ejections, Some(2.0), "{statuses:?}");
+    let late_failures = statuses[20..]
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_GATEWAY)
+        .count();
+    assert!(
+        late_failures > 0,
+        "the third dead endpoint was taken out too: {statuses:?}"
+    );
+    assert!(statuses[20..].contains(&StatusCode::OK), "{statuses:?}");
+}
+
+/// `slowStart`: an endpoint added next to older ones starts with a small
+/// share of the traffic and grows to its full one over the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_start_ramps_a_new_endpoint_up_to_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = [echo("old-a").await, echo("old-b").await];
+    let new = echo("new").await;
+    let policy = "  loadBalancer: {slowStart: 3s}\n";
+    let proxy = start(dir.path(), &old, Some(policy)).await;
+    spread(&proxy, 10, "/").await;
+    // Endpoints age from when a table first has them: the old ones must be
+    // past the window for the new one to be the only one ramping.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    write_atomic(
+        dir.path(),
+        "lb.yaml",
+        &manifests(&[old[0], old[1], new], Some(policy)),
+    );
+    wait_until(DEADLINE, "the new endpoint is in the table", || async {
+        proxy.metric("routing_table_generation").await == Some(2.0)
+    })
+    .await;
+    // Round robin alone gives it 15 of 45; at age t it keeps a pick with
+    // probability t / 3 s, so even 45 requests taking a whole second leave
+    // it about 2.5 on average.
+    let early = spread(&proxy, 45, "/").await;
+    let got = early.get("new").copied().unwrap_or(0);
+    assert!(
+        got <= 7,
+        "the new endpoint got {got} of 45 at once: {early:?}"
+    );
+    wait_until(DEADLINE, "the new endpoint at its full share", || async {
+        let counts = spread(&proxy, 45, "/").await;
+        counts.get("new").copied().unwrap_or(0) == 15
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

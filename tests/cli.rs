@@ -169,9 +169,18 @@ fn serving_without_manifests_or_a_cluster_is_refused_with_a_hint() {
         "{err}"
     );
 
-    // A kubeconfig that is not there is named.
+    // A kubeconfig that is not there is named. Free ports: the listeners
+    // are bound before the kubeconfig is read, and the default ones may be
+    // taken on a shared machine.
     let missing = dir.path().join("missing-kubeconfig");
-    let out = run_bin(&["--kubeconfig", missing.to_str().unwrap()]);
+    let out = run_bin(&[
+        "--kubeconfig",
+        missing.to_str().unwrap(),
+        "--http-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("missing-kubeconfig"),

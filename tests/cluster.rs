@@ -2,9 +2,12 @@
 //! Kubernetes API server, with echo backends on 127.0.0.1.
 //!
 //! Routing like standalone mode, live EndpointSlice changes, readiness only
-//! after the initial lists, Ingress status and Events, BalancerPolicy
-//! status, an API server restart with expired history, a slow API server,
-//! leader election between two replicas, and RBAC coverage of every call.
+//! after every kind's initial list, Ingress status and Events, BalancerPolicy
+//! status, an API server restart with expired history (a relist dropping
+//! what was deleted meanwhile), a slow API server, `--secret-label-selector`,
+//! leader election between two replicas (a leader cut off from its Lease
+//! stops writing; a Lease given up on SIGTERM is taken at once), and RBAC
+//! coverage of every call.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod support;
@@ -56,6 +59,11 @@ impl Cluster {
 
     /// The binary in cluster mode against this server, plus `extra` flags.
     async fn proxy(&self, extra: &[&str]) -> Proxy {
+        self.proxy_env(extra, &[]).await
+    }
+
+    /// [`Self::proxy`] with more environment variables.
+    async fn proxy_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
         let mut args: Vec<String> = vec![
             "--kubeconfig".into(),
             self.dir.path().join("kubeconfig").display().to_string(),
@@ -67,7 +75,7 @@ impl Cluster {
             "2".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Proxy::start_args(&args).await
+        Proxy::start_args_env(&args, env).await
     }
 
     /// Creates or replaces every object in a multi-document YAML text.
@@ -97,6 +105,16 @@ impl Cluster {
             .into_iter()
             .filter_map(|a| a.ip)
             .collect()
+    }
+
+    /// The status writes sent for one Ingress.
+    fn status_patches(&self, name: &str) -> usize {
+        let path = format!("/namespaces/default/ingresses/{name}/status");
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with(&path))
+            .count()
     }
 
     /// Warning Events about one Ingress.
@@ -306,6 +324,8 @@ async fn tls_secrets_from_the_api_server_are_served_and_rotated() {
     .await;
 }
 
+/// Readiness waits for every kind: with only the EndpointSlice list held
+/// back, every other kind listed (its watch started) is not enough.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_and_not_routing_until_every_kind_is_listed() {
     let one = echo("one").await;
@@ -314,10 +334,29 @@ async fn not_ready_and_not_routing_until_every_kind_is_listed() {
         backend_objects("default", "one", &[one]),
         web_ingress("app.local", "one"),
     ]));
-    // Every response, the initial lists included, takes this long.
-    cluster.server.set_delay(Duration::from_secs(3));
+    cluster.server.hold("endpointslices");
     let proxy = cluster.proxy(&[]).await;
 
+    // A reflector watches once its list is done.
+    wait_until(LIVE, "every other kind listed", || async {
+        let requests = cluster.server.requests();
+        let watching = |plural: &str| {
+            requests
+                .iter()
+                .any(|r| r.path.ends_with(&format!("/{plural}")) && r.query.contains("watch=true"))
+        };
+        [
+            "ingresses",
+            "ingressclasses",
+            "services",
+            "secrets",
+            "balancerpolicies",
+        ]
+        .iter()
+        .all(|p| watching(p))
+            && requests.iter().any(|r| r.path.ends_with("/endpointslices"))
+    })
+    .await;
     let resp = proxy.admin("/readyz").await;
     assert_eq!(
         resp.status,
@@ -331,7 +370,7 @@ async fn not_ready_and_not_routing_until_every_kind_is_listed() {
         "nothing is routed before the first table"
     );
 
-    cluster.server.set_delay(Duration::ZERO);
+    cluster.server.resume("endpointslices");
     wait_ready(&proxy).await;
     assert!(routes_to(proxy.http_port, "app.local", "/", "one").await);
 }
@@ -353,15 +392,6 @@ async fn ingress_status_is_written_once_and_cleared_when_no_longer_served() {
     .await;
 
     // Unrelated changes recompile, but the status is not written again.
-    let status_patches = |c: &Cluster| {
-        c.server
-            .requests()
-            .iter()
-            .filter(|r| {
-                r.method == "PATCH" && r.path.ends_with("/namespaces/default/ingresses/web/status")
-            })
-            .count()
-    };
     // An edit as `kubectl apply` makes it: the spec changes, the status
     // stays (a direct store write would replace the status too).
     let mut edited = cluster.ingress("web");
@@ -372,9 +402,18 @@ async fn ingress_status_is_written_once_and_cleared_when_no_longer_served() {
         routes_to(proxy.http_port, "app2.local", "/", "one")
     })
     .await;
-    // The writer runs after each publish; give it time to (not) write.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(status_patches(&cluster), 1, "one write for one value");
+    // The writer runs after each publish, one table after the other: once
+    // the status of an Ingress added after the edit is written, the edited
+    // table has been through it too.
+    cluster.apply(&classed(
+        ingress("default", "next", "next.local", &[("/", "Prefix", "one")]),
+        "rust-strom",
+    ));
+    wait_until(LIVE, "status of the next Ingress written", || async {
+        cluster.status_ips("next") == ["10.0.0.9"]
+    })
+    .await;
+    assert_eq!(cluster.status_patches("web"), 1, "one write for one value");
 
     // Another class: no longer ours, so our address goes.
     let mut moved = cluster.ingress("web");
@@ -388,7 +427,7 @@ async fn ingress_status_is_written_once_and_cleared_when_no_longer_served() {
         cluster.status_ips("web").is_empty()
     })
     .await;
-    assert_eq!(status_patches(&cluster), 2, "written, then cleared");
+    assert_eq!(cluster.status_patches("web"), 2, "written, then cleared");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,6 +476,77 @@ async fn an_api_server_restart_with_expired_history_keeps_traffic_flowing() {
     assert!(relisted >= 2, "Ingresses listed at start and after the 410");
 }
 
+/// A relist after `410 Gone` swaps the new list in whole: what was deleted
+/// while the watches were down goes too, not only what was added stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_after_410_drops_objects_deleted_during_the_outage() {
+    let one = echo("one").await;
+    let two = echo("two").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        backend_objects("default", "two", &[two]),
+        web_ingress("app.local", "one"),
+        classed(
+            ingress("default", "gone", "gone.local", &[("/", "Prefix", "two")]),
+            "rust-strom",
+        ),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+    assert!(routes_to(proxy.http_port, "gone.local", "/", "two").await);
+
+    // Every watch restart waits until the deletions are made, so they can
+    // only arrive through the relist that follows the 410.
+    let kinds = [
+        "ingresses",
+        "ingressclasses",
+        "services",
+        "endpointslices",
+        "secrets",
+        "balancerpolicies",
+    ];
+    for kind in kinds {
+        cluster.server.hold(kind);
+    }
+    cluster.server.expire_history();
+    cluster.server.drop_watches();
+    let store = cluster.server.store();
+    store
+        .delete("networking.k8s.io/v1", "Ingress", Some("default"), "gone")
+        .unwrap();
+    store
+        .delete(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            Some("default"),
+            "one-0",
+        )
+        .unwrap();
+    for kind in kinds {
+        cluster.server.resume(kind);
+    }
+
+    wait_until(LIVE, "the deleted Ingress is no longer routed", || async {
+        proxy.get("gone.local", "/").await.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    wait_until(
+        LIVE,
+        "the deleted EndpointSlice is no longer used",
+        || async { proxy.get("app.local", "/").await.status == StatusCode::SERVICE_UNAVAILABLE },
+    )
+    .await;
+    let relisted = cluster
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/ingresses") && !r.query.contains("watch=true"))
+        .count();
+    assert!(relisted >= 2, "Ingresses listed at start and after the 410");
+    assert!(ready(&proxy).await, "still ready");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_api_server_does_not_stop_traffic() {
     let one = echo("one").await;
@@ -466,8 +576,11 @@ async fn a_slow_api_server_does_not_stop_traffic() {
     assert!(ready(&proxy).await, "still ready");
 }
 
+/// A conflict goes to the older Ingress even when the younger one sorts
+/// first by name; each rejection gets one Warning Event (`Conflict` for a
+/// rule an older Ingress holds, `Rejected` for anything else).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_ingress_gets_one_warning_event() {
+async fn the_oldest_ingress_wins_and_each_rejection_gets_one_warning_event() {
     let one = echo("one").await;
     let two = echo("two").await;
     let cluster = Cluster::start().await;
@@ -476,19 +589,44 @@ async fn a_rejected_ingress_gets_one_warning_event() {
         backend_objects("default", "two", &[two]),
         web_ingress("app.local", "one"),
     ]));
-    let proxy = cluster.proxy(&[]).await;
+    // Status is written so that the writer's progress can be seen.
+    let proxy = cluster
+        .proxy(&["--publish-status-address", "10.0.0.9"])
+        .await;
     wait_ready(&proxy).await;
 
-    // The same host and path as the older `web`, to another Service.
-    cluster.apply(&classed(
-        ingress("default", "zz-late", "app.local", &[("/", "Prefix", "two")]),
-        "rust-strom",
-    ));
-    wait_until(LIVE, "a Warning Event on zz-late", || async {
-        !cluster.warnings("zz-late").is_empty()
+    // Creation times count whole seconds: the younger Ingress is created
+    // in a later second than `web`, and sorts before it by name.
+    let created = |name: &str| {
+        cluster
+            .ingress(name)
+            .metadata
+            .creation_timestamp
+            .unwrap()
+            .0
+            .as_second()
+    };
+    let web_created = created("web");
+    wait_until(LIVE, "the clock moved past web's second", || async {
+        k8s_openapi::jiff::Timestamp::now().as_second() > web_created
     })
     .await;
-    let event = &cluster.warnings("zz-late")[0];
+    // The same host and path as the older `web`, to another Service.
+    cluster.apply(&classed(
+        ingress(
+            "default",
+            "aa-young",
+            "app.local",
+            &[("/", "Prefix", "two")],
+        ),
+        "rust-strom",
+    ));
+    assert!(created("aa-young") > web_created);
+    wait_until(LIVE, "a Warning Event on aa-young", || async {
+        !cluster.warnings("aa-young").is_empty()
+    })
+    .await;
+    let event = &cluster.warnings("aa-young")[0];
     assert_eq!(event["reason"], "Conflict", "{event}");
     assert!(
         event["note"]
@@ -498,26 +636,64 @@ async fn a_rejected_ingress_gets_one_warning_event() {
         "{event}"
     );
     assert!(routes_to(proxy.http_port, "app.local", "/", "one").await);
+    assert!(cluster.warnings("web").is_empty());
 
-    // More compiles with the problem still there: no second Event.
-    cluster.apply(&web_ingress("app.local", "one").replace("name: web", "name: web2"));
+    // Any other rejection: a route to a Service that does not exist.
     cluster.apply(&classed(
-        ingress("default", "other", "other.local", &[("/", "Prefix", "two")]),
+        ingress(
+            "default",
+            "broken",
+            "broken.local",
+            &[("/", "Prefix", "missing")],
+        ),
         "rust-strom",
     ));
-    wait_until(LIVE, "the next change is live", || {
-        routes_to(proxy.http_port, "other.local", "/", "two")
+    wait_until(LIVE, "a Warning Event on broken", || async {
+        !cluster.warnings("broken").is_empty()
     })
     .await;
-    assert_eq!(cluster.warnings("zz-late").len(), 1);
+    let event = &cluster.warnings("broken")[0];
+    assert_eq!(event["reason"], "Rejected", "{event}");
+    // aa-young (Conflict) and broken (Rejected) are left out of the table.
     assert_eq!(
         proxy.metric("routing_table_rejected_objects").await,
-        Some(1.0)
+        Some(2.0)
     );
     assert!(
-        proxy.stderr().await.contains("name=zz-late"),
-        "logged with its name"
+        event["note"].as_str().unwrap().contains("missing"),
+        "{event}"
     );
+
+    // More compiles with the problems still there (one touching the
+    // conflicting host): no second Event.
+    cluster.apply(&web_ingress("app.local", "one").replace("name: web", "name: web2"));
+    for name in ["other", "other2"] {
+        cluster.apply(&classed(
+            ingress(
+                "default",
+                name,
+                &format!("{name}.local"),
+                &[("/", "Prefix", "two")],
+            ),
+            "rust-strom",
+        ));
+        // The writer handles one table after the other, Events after
+        // status: once `other2`'s status is written, the table with
+        // `other` (and every earlier one) was fully handled.
+        wait_until(LIVE, "status of the next Ingress written", || async {
+            cluster.status_ips(name) == ["10.0.0.9"]
+        })
+        .await;
+    }
+    for name in ["aa-young", "broken"] {
+        let events = cluster.warnings(name);
+        assert_eq!(events.len(), 1, "{events:?}");
+        // A repeated Event would be the same object with a series count.
+        assert!(events[0]["series"].is_null(), "{events:?}");
+    }
+    let stderr = proxy.stderr().await;
+    assert!(stderr.contains("name=aa-young"), "logged with its name");
+    assert!(stderr.contains("name=broken"), "logged with its name");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -666,6 +842,207 @@ async fn only_the_leader_writes_status_and_a_peer_takes_over() {
         follower.metric("leader_is_leader").await == Some(1.0)
     })
     .await;
+}
+
+/// The Lease holder's identity as the API server has it.
+fn lease_holder(cluster: &Cluster) -> Option<String> {
+    cluster
+        .server
+        .store()
+        .get_as::<Lease>(Some("default"), "rust-strom-leader")
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+/// A live leader whose Lease requests fail (`cut` = fail) or hang (`cut`
+/// = hold) stops writing status by itself, though status writes would
+/// still go through, and writes again once it holds the Lease again.
+async fn a_leader_cut_off_from_its_lease_stops_writing(cut: fn(&FakeApiServer)) {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+    ]));
+    let proxy = cluster
+        .proxy(&[
+            "--publish-status-address",
+            "10.0.0.9",
+            "--election-lease-duration",
+            "3s",
+            "--election-renew-deadline",
+            "2s",
+            "--election-retry-period",
+            "250ms",
+        ])
+        .await;
+    wait_until(LIVE, "status written by the leader", || async {
+        cluster.status_ips("web") == ["10.0.0.9"]
+    })
+    .await;
+
+    cut(&cluster.server);
+    wait_until(LIVE, "the leader steps down", || async {
+        proxy.stderr().await.contains("stopped being the leader")
+    })
+    .await;
+    cluster.apply(&classed(
+        ingress("default", "later", "later.local", &[("/", "Prefix", "one")]),
+        "rust-strom",
+    ));
+    wait_until(LIVE, "the new Ingress is routed", || {
+        routes_to(proxy.http_port, "later.local", "/", "one")
+    })
+    .await;
+    // The writer wakes on every table; two more failed election attempts
+    // give it ample time to (wrongly) write.
+    let failed = |text: &str| text.matches("leader election attempt failed").count();
+    let before = failed(&proxy.stderr().await);
+    wait_until(LIVE, "two more failed election attempts", || async {
+        failed(&proxy.stderr().await) >= before + 2
+    })
+    .await;
+    assert_eq!(
+        cluster.status_patches("later"),
+        0,
+        "a leader that cannot renew wrote status"
+    );
+
+    // Back: it takes the Lease again and catches up.
+    cluster.server.resume("leases");
+    wait_until(LIVE, "status written once leading again", || async {
+        cluster.status_ips("later") == ["10.0.0.9"]
+    })
+    .await;
+    assert_eq!(proxy.stderr().await.matches("became the leader").count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_requests_fail_stops_writing() {
+    a_leader_cut_off_from_its_lease_stops_writing(|server| server.fail("leases")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_requests_hang_stops_writing() {
+    a_leader_cut_off_from_its_lease_stops_writing(|server| server.hold("leases")).await;
+}
+
+/// A leader stopped with SIGTERM gives the Lease up: its peer takes over
+/// long before the Lease (20 s) could run out. Identities come from
+/// `$POD_NAME`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_takes_over_at_once_from_a_leader_stopped_with_sigterm() {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+    ]));
+    let flags = [
+        "--publish-status-address",
+        "10.0.0.9",
+        "--election-lease-duration",
+        "20s",
+        "--election-renew-deadline",
+        "15s",
+        "--election-retry-period",
+        "250ms",
+    ];
+    let a = cluster
+        .proxy_env(&flags, &[("POD_NAME", "rust-strom-a")])
+        .await;
+    let b = cluster
+        .proxy_env(&flags, &[("POD_NAME", "rust-strom-b")])
+        .await;
+    assert_eq!(identity(&a).await, "rust-strom-a");
+    assert_eq!(identity(&b).await, "rust-strom-b");
+    wait_until(LIVE, "status written", || async {
+        cluster.status_ips("web") == ["10.0.0.9"]
+    })
+    .await;
+    let (mut leader, follower, follower_id) = match lease_holder(&cluster).as_deref() {
+        Some("rust-strom-a") => (a, b, "rust-strom-b"),
+        Some("rust-strom-b") => (b, a, "rust-strom-a"),
+        other => panic!("unexpected holder {other:?}"),
+    };
+
+    leader.signal("TERM");
+    let status = leader.wait_exit(LIVE).await.expect("the leader exited");
+    assert!(status.success(), "{status}");
+    assert!(leader.stderr().await.contains("lease released"));
+    // Bounded by LIVE (10 s), half the lease duration.
+    wait_until(LIVE, "the peer holds the Lease", || async {
+        lease_holder(&cluster).as_deref() == Some(follower_id)
+    })
+    .await;
+    cluster.apply(&classed(
+        ingress("default", "later", "later.local", &[("/", "Prefix", "one")]),
+        "rust-strom",
+    ));
+    wait_until(LIVE, "the new leader writes status", || async {
+        cluster.status_ips("later") == ["10.0.0.9"]
+    })
+    .await;
+    assert!(follower.stderr().await.contains("became the leader"));
+}
+
+/// `--secret-label-selector`: Secrets without the labels are never asked
+/// for, so their hosts get the default certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_label_selector_limits_the_secrets_served() {
+    use support::tls::{gen_cert, presented, tls_ingress, tls_secret};
+
+    let web = echo("web").await;
+    let labelled = gen_cert(&["a.local"]);
+    let unlabelled = gen_cert(&["b.local"]);
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        classed(
+            tls_ingress(
+                "default",
+                "secure",
+                &["a.local", "b.local"],
+                "web",
+                &[],
+                &[(&["a.local"], "a-tls"), (&["b.local"], "b-tls")],
+            ),
+            "rust-strom",
+        ),
+        backend_objects("default", "web", &[web]),
+        tls_secret("default", "a-tls", &labelled).replacen(
+            "  name: a-tls\n",
+            "  name: a-tls\n  labels: {ruststrom.io/serve: \"yes\"}\n",
+            1,
+        ),
+        tls_secret("default", "b-tls", &unlabelled),
+    ]));
+    let proxy = cluster
+        .proxy(&["--secret-label-selector", "ruststrom.io/serve=yes"])
+        .await;
+    wait_ready(&proxy).await;
+    let port = proxy.https_port().await;
+
+    assert_eq!(presented(port, Some("a.local")).await, labelled.der);
+    let default = presented(port, Some("unknown.local")).await;
+    assert_ne!(default, labelled.der);
+    assert_eq!(
+        presented(port, Some("b.local")).await,
+        default,
+        "an unlabelled Secret is not served"
+    );
+    let secret_requests: Vec<_> = cluster
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/secrets"))
+        .collect();
+    assert!(!secret_requests.is_empty());
+    assert!(
+        secret_requests
+            .iter()
+            .all(|r| r.query.contains("labelSelector=ruststrom.io%2Fserve%3Dyes")),
+        "{secret_requests:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ use rust_strom::source::ObjectKey;
 use rust_strom::source::kube::{WatchScope, Watchers};
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::instrument::WithSubscriber;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -59,6 +60,46 @@ async fn synced(server: &FakeApiServer, scope: &WatchScope) -> Watchers {
         .unwrap();
     watchers
 }
+
+/// What a task logged, captured in memory: how a test sees that the sync
+/// loop handled a batch that leaves no other trace.
+#[derive(Clone, Default)]
+struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// A subscriber writing here, debug lines included.
+    fn dispatch(&self) -> tracing::Dispatch {
+        let logs = self.clone();
+        tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || logs.clone())
+                .finish(),
+        )
+    }
+
+    /// How many lines so far contain `text`.
+    fn count(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock())
+            .matches(text)
+            .count()
+    }
+}
+
+/// The sync loop's line for a batch of endpoints no route uses.
+const UNROUTED: &str = "endpoints of unrouted Services changed; no recompile";
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
@@ -205,13 +246,17 @@ async fn sync_latency_of_one_change() {
     };
     let publisher = Publisher::new(table.clone(), metrics, ready.clone(), options);
     let (served, _served_rx) = tokio::sync::watch::channel(None);
-    let sync = tokio::spawn(rust_strom::sync::run(
-        publisher,
-        watchers.caches.clone(),
-        watchers.changes.clone(),
-        Duration::from_millis(20),
-        served,
-    ));
+    let logs = Logs::default();
+    let sync = tokio::spawn(
+        rust_strom::sync::run(
+            publisher,
+            watchers.caches.clone(),
+            watchers.changes.clone(),
+            Duration::from_millis(20),
+            served,
+        )
+        .with_subscriber(logs.dispatch()),
+    );
     eventually("the first table", || table.load().generation() == 1).await;
 
     let mut took = Vec::new();
@@ -232,10 +277,15 @@ async fn sync_latency_of_one_change() {
         took[took.len() * 9 / 10],
         took[took.len() - 1]
     );
-    // An EndpointSlice of a Service no route uses: no new table.
+    // An EndpointSlice of a Service no route uses: no new table, once the
+    // loop has handled it.
     let generation = table.load().generation();
+    let handled = logs.count(UNROUTED);
     store.create(&slice("shop", "unused", 7000)).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the loop handled the change", || {
+        logs.count(UNROUTED) > handled
+    })
+    .await;
     assert_eq!(table.load().generation(), generation);
     sync.abort();
 }
@@ -274,13 +324,17 @@ async fn the_sync_loop_follows_ingress_and_slice_changes() {
         options,
     );
     let (served, _served_rx) = tokio::sync::watch::channel(None);
-    let sync = tokio::spawn(rust_strom::sync::run(
-        publisher,
-        watchers.caches.clone(),
-        watchers.changes.clone(),
-        Duration::from_millis(20),
-        served,
-    ));
+    let logs = Logs::default();
+    let sync = tokio::spawn(
+        rust_strom::sync::run(
+            publisher,
+            watchers.caches.clone(),
+            watchers.changes.clone(),
+            Duration::from_millis(20),
+            served,
+        )
+        .with_subscriber(logs.dispatch()),
+    );
     let routes = |host: &str| table.load().lookup(host, "/").is_some();
     let port = |host: &str| {
         let live = table.load();
@@ -300,10 +354,19 @@ async fn the_sync_loop_follows_ingress_and_slice_changes() {
     })
     .await;
 
-    // Endpoints of a Service no route uses yet: no compile, but kept.
-    store.create(&slice("shop", "later", 7000)).unwrap();
-    store.apply(&slice("shop", "later", 7001)).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Endpoints of a Service no route uses yet: no compile, but kept. Each
+    // change is handled before the next is made, so the Ingress comes in a
+    // batch of its own.
+    let generation = table.load().generation();
+    for port in [7000, 7001] {
+        let handled = logs.count(UNROUTED);
+        store.apply(&slice("shop", "later", port)).unwrap();
+        eventually("the loop handled the change", || {
+            logs.count(UNROUTED) > handled
+        })
+        .await;
+    }
+    assert_eq!(table.load().generation(), generation, "no compile");
     store
         .create(&ingress("shop", "c", "c.local", "later"))
         .unwrap();

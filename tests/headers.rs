@@ -1,6 +1,7 @@
 //! What crosses the proxy in headers: Host kept, X-Forwarded-* and
 //! X-Real-IP set, X-Request-Id generated or kept, hop-by-hop headers dropped
-//! both ways; and an HTTP/2 (h2c) client reaching an HTTP/1.1 backend.
+//! both ways; and an HTTP/2 (h2c) client reaching an HTTP/1.1 backend,
+//! trailers included when the client asks for them with `TE: trailers`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod support;
@@ -221,6 +222,101 @@ async fn h2c_client_reaches_http1_backend() {
     let resp = into_resp(sender.send_request(req).await.unwrap()).await;
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
     assert!(!resp.body.trim().is_empty());
+}
+
+/// gRPC over h2c: a client sending `TE: trailers` gets the HTTP/1.1
+/// backend's chunked trailers, because the backend is asked for them
+/// (hyper's HTTP/1.1 server, like many, sends none otherwise). A client
+/// not asking gets the body alone, and the backend is not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_trailers_only_when_the_client_sends_te_trailers() {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use http::{HeaderMap, HeaderValue};
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+
+    // The `te` header each request reached the backend with.
+    let seen_te = Arc::new(Mutex::new(Vec::<Option<String>>::new()));
+    let seen = seen_te.clone();
+    let grpc = backend(move |req| {
+        let te = req
+            .headers()
+            .get("te")
+            .map(|v| v.to_str().unwrap().to_string());
+        seen.lock().push(te);
+        async {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+                Ok(Frame::data(Bytes::from_static(b"payload"))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            Response::builder()
+                .header("trailer", "grpc-status")
+                .body(StreamBody::new(futures::stream::iter(frames)).boxed())
+                .unwrap()
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "grpc.yaml",
+        &docs(&[
+            ingress("default", "grpc", "grpc.local", &[("/", "Prefix", "grpc")]),
+            backend_objects("default", "grpc", &[grpc]),
+        ]),
+    );
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let stream = TcpStream::connect(("127.0.0.1", proxy.http_port))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(executor(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+
+    for asks in [true, false] {
+        let mut req = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("http://grpc.local/pkg.Service/Method");
+        if asks {
+            req = req.header("te", "trailers");
+        }
+        let resp = tokio::time::timeout(
+            DEADLINE,
+            sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()),
+        )
+        .await
+        .expect("h2 response in time")
+        .expect("h2 response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.version(), Version::HTTP_2);
+        let collected = tokio::time::timeout(DEADLINE, resp.into_body().collect())
+            .await
+            .expect("body in time")
+            .expect("body");
+        let trailers = collected.trailers().cloned();
+        assert_eq!(collected.to_bytes(), "payload", "asks: {asks}");
+        if asks {
+            let trailers = trailers.expect("trailers over h2c");
+            assert_eq!(trailers["grpc-status"], "0");
+        } else {
+            assert_eq!(trailers, None, "trailers nobody asked for");
+        }
+    }
+    assert_eq!(
+        *seen_te.lock(),
+        [Some("trailers".to_string()), None],
+        "what the backend was asked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The process lifecycle: SIGTERM drains requests in flight and exits 0,
-//! refusing new connections meanwhile; SIGINT exits 0; the admin port's
-//! `/healthz`, `/readyz` and `/metrics`.
+//! refusing new connections meanwhile; SIGINT exits 0; `--shutdown-grace`
+//! running out and a second signal cut what is still in flight; the admin
+//! port's `/healthz`, `/readyz` and `/metrics`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod support;
@@ -73,6 +74,108 @@ async fn sigterm_drains_requests_in_flight_then_exits_0() {
     assert_eq!(status.code(), Some(0), "exit status {status}");
     let stderr = proxy.stderr().await;
     assert!(stderr.contains("SIGTERM"), "{stderr}");
+}
+
+/// A backend behind `stuck.local` that reports each request's arrival
+/// and never answers it.
+async fn stuck(dir: &std::path::Path) -> mpsc::UnboundedReceiver<()> {
+    let (arrived_tx, arrived) = mpsc::unbounded_channel::<()>();
+    let addr = backend(move |_req| {
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            let _ = arrived_tx.send(());
+            std::future::pending::<()>().await;
+            unreachable!("never answers")
+        }
+    })
+    .await;
+    write(
+        dir,
+        "stuck.yaml",
+        &docs(&[
+            ingress(
+                "default",
+                "stuck",
+                "stuck.local",
+                &[("/", "Prefix", "stuck")],
+            ),
+            backend_objects("default", "stuck", &[addr]),
+        ]),
+    );
+    arrived
+}
+
+/// Sends a GET for `stuck.local` on its own connection and waits until it
+/// reached the backend; the handle yields what the client got.
+async fn in_flight(
+    port: u16,
+    arrived: &mut mpsc::UnboundedReceiver<()>,
+) -> tokio::task::JoinHandle<Result<Response<hyper::body::Incoming>, hyper::Error>> {
+    let mut sender = connect::<http_body_util::Empty<bytes::Bytes>>(port).await;
+    let request =
+        tokio::spawn(async move { sender.send_request(get_req("stuck.local", "/")).await });
+    tokio::time::timeout(DEADLINE, arrived.recv())
+        .await
+        .expect("request reached the backend")
+        .unwrap();
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_in_flight_when_the_grace_runs_out_is_cut_and_exit_is_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut arrived = stuck(dir.path()).await;
+    let mut proxy = Proxy::start(dir.path(), &["--shutdown-grace", "1s"]).await;
+    let request = in_flight(proxy.http_port, &mut arrived).await;
+
+    proxy.signal("TERM");
+    let status = proxy
+        .wait_exit(DEADLINE)
+        .await
+        .expect("exited when the grace ran out");
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    // The connection closes with the process: no response, not a hang.
+    let got = tokio::time::timeout(DEADLINE, request)
+        .await
+        .expect("the client learned the connection closed")
+        .unwrap();
+    let error = got.expect_err("a response after the grace ran out");
+    assert!(error.is_incomplete_message(), "{error:?}");
+    let stderr = proxy.stderr().await;
+    assert!(stderr.contains("shutdown grace elapsed"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut arrived = stuck(dir.path()).await;
+    // A grace far longer than the wait below: only the second signal can
+    // end the process in time.
+    let mut proxy = Proxy::start(dir.path(), &["--shutdown-grace", "60s"]).await;
+    let port = proxy.http_port;
+    let request = in_flight(port, &mut arrived).await;
+
+    proxy.signal("TERM");
+    wait_until(DEADLINE, "the drain began", || async {
+        TcpStream::connect(("127.0.0.1", port)).await.is_err()
+    })
+    .await;
+    assert!(proxy.running(), "exited with a request in flight");
+    proxy.signal("INT");
+    let status = proxy
+        .wait_exit(DEADLINE)
+        .await
+        .expect("exited at the second signal");
+    // 128 + SIGINT, as a shell reports an interrupted command.
+    assert_eq!(status.code(), Some(130), "exit status {status}");
+    let got = tokio::time::timeout(DEADLINE, request)
+        .await
+        .expect("the client learned the connection closed")
+        .unwrap();
+    let error = got.expect_err("a response after the second signal");
+    assert!(error.is_incomplete_message(), "{error:?}");
+    let stderr = proxy.stderr().await;
+    assert!(stderr.contains("second signal"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

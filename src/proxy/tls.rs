@@ -383,6 +383,14 @@ mod tests {
         let key = generate_default().unwrap();
         assert_eq!(key.cert.len(), 1);
         key.keys_match().unwrap();
+        let leaf = webpki::EndEntityCert::try_from(&key.cert[0]).unwrap();
+        let name = |n: &str| rustls::pki_types::ServerName::try_from(n.to_string()).unwrap();
+        leaf.verify_is_valid_for_subject_name(&name("ingress.local"))
+            .unwrap();
+        assert!(
+            leaf.verify_is_valid_for_subject_name(&name("other.local"))
+                .is_err()
+        );
         let table: SharedTable = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
         let config = server_config(table).unwrap();
         assert_eq!(config.alpn_protocols[0], b"h2");

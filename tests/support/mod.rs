@@ -72,6 +72,15 @@ impl Proxy {
         Self::launch(&[], args, env).await
     }
 
+    /// [`Self::start_args`] with more environment variables.
+    pub async fn start_args_env(args: &[String], env: &[(&str, &str)]) -> Proxy {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::launch(&[], args, &env).await
+    }
+
     /// Starts the binary through `wrapper` (a command that runs the rest of
     /// its arguments, such as `prlimit --nofile=...`), with `args`.
     pub async fn start_wrapped(wrapper: &[&str], args: &[String]) -> Proxy {

@@ -5,7 +5,8 @@
 //!
 //! - [`server`] owns the handle: start, kube clients, kubeconfigs, fault
 //!   injection ([`FakeApiServer::expire_history`],
-//!   [`FakeApiServer::drop_watches`], [`FakeApiServer::set_delay`]).
+//!   [`FakeApiServer::drop_watches`], [`FakeApiServer::set_delay`], and per
+//!   resource [`FakeApiServer::hold`] and [`FakeApiServer::fail`]).
 //! - `routes` maps paths and verbs to `discovery`, `list`, `watch` and
 //!   `write`; `patch` reads the four PATCH formats.
 //! - [`store`] keeps the objects as JSON with one resourceVersion counter;
@@ -21,6 +22,7 @@
 mod direct;
 mod discovery;
 pub mod error;
+mod faults;
 mod history;
 mod kubeconfig;
 mod list;

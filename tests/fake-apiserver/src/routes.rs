@@ -95,6 +95,7 @@ async fn resource(
     t: Target,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    shared.faults.check(&t.res.plural).await?;
     let q = Query::parse(req.uri().query());
     let method = req.method().clone();
     let content_type = req

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::faults::{Fault, Faults};
 use crate::resources::{Registry, ResourceType};
 use crate::respond::Body;
 use crate::routes;
@@ -68,6 +69,7 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     pub addr: SocketAddr,
     delay_ms: AtomicU64,
+    pub(crate) faults: Faults,
     requests: Mutex<VecDeque<RecordedRequest>>,
 }
 
@@ -153,6 +155,7 @@ impl Builder {
             shutdown: CancellationToken::new(),
             addr,
             delay_ms: AtomicU64::new(0),
+            faults: Faults::default(),
             requests: Mutex::new(VecDeque::new()),
         });
         tokio::spawn(accept_loop(listener, shared.clone()));
@@ -254,6 +257,27 @@ impl FakeApiServer {
     pub fn set_delay(&self, delay: Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.shared.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Holds every request for one resource, by plural (`endpointslices`,
+    /// `leases`): lists, watch starts, reads and writes wait until
+    /// [`Self::resume`], as behind a stalled API server. Other resources
+    /// are served as usual; watches already open keep streaming.
+    pub fn hold(&self, plural: &str) {
+        self.shared.faults.set(plural, Some(Fault::Hold));
+    }
+
+    /// Answers every request for one resource, by plural, with a 500
+    /// `InternalError` until [`Self::resume`]; requests held by
+    /// [`Self::hold`] are answered so too.
+    pub fn fail(&self, plural: &str) {
+        self.shared.faults.set(plural, Some(Fault::Fail));
+    }
+
+    /// Serves one resource as usual again after [`Self::hold`] or
+    /// [`Self::fail`]; held requests go on.
+    pub fn resume(&self, plural: &str) {
+        self.shared.faults.set(plural, None);
     }
 
     /// The requests served so far (the last 10 000), oldest first.

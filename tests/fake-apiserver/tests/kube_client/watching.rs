@@ -1,14 +1,16 @@
 //! Watches through kube-runtime: event order, bookmarks, and recovery from
-//! expired history and dropped streams (what an API server restart does).
+//! expired history and dropped streams (what an API server restart does);
+//! slow responses and per-resource holds and failures.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 
@@ -315,6 +317,45 @@ async fn slow_responses_still_arrive() {
             .await
             .unwrap();
         assert_eq!(describe(&next(&mut stream).await.unwrap()), "Apply a");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_resource_can_be_held_or_failed_alone() {
+    within(async {
+        let server = FakeApiServer::start().await.unwrap();
+        let client = server.client().unwrap();
+        let services: Api<Service> = Api::default_namespaced(client.clone());
+        let leases: Api<Lease> = Api::default_namespaced(client);
+
+        server.hold("services");
+        let held = tokio::spawn({
+            let services = services.clone();
+            async move { services.list(&ListParams::default()).await }
+        });
+        // Other resources are served meanwhile.
+        assert!(leases.list(&ListParams::default()).await.is_ok());
+        eventually(|| {
+            server
+                .requests()
+                .iter()
+                .any(|r| r.path == "/api/v1/namespaces/default/services")
+        })
+        .await;
+        assert!(!held.is_finished(), "a held request was answered");
+        server.resume("services");
+        assert!(held.await.unwrap().is_ok());
+
+        server.fail("leases");
+        let err = leases.list(&ListParams::default()).await.unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 500),
+            "{err:?}"
+        );
+        assert!(services.list(&ListParams::default()).await.is_ok());
+        server.resume("leases");
+        assert!(leases.list(&ListParams::default()).await.is_ok());
     })
     .await;
 }
