@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 
@@ -258,7 +258,16 @@ pub fn into_upstream(
     if req.body().is_end_stream() {
         return (req.map(|_| Either::Right(Empty::new())), None);
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // A body of unknown length (the client sent it chunked) goes out
+    // chunked whatever the method: without the header, hyper's client takes
+    // a GET or HEAD to have no body and sends none, and the body was lost.
+    if body.size_hint().exact().is_none() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            header::HeaderValue::from_static("chunked"),
+        );
+    }
     let (upload, watch) = super::upload::Upload::new(body, body_timeout);
     (
         Request::from_parts(parts, Either::Left(upload)),
