@@ -58,11 +58,13 @@ pub const HANDSHAKE_ERROR_REASONS: [&str; 6] = [
 /// Every `reason` of `client_errors_total`: bad host or request
 /// (`bad_request`), a path with no routable normal form (`bad_path`), CONNECT
 /// or TRACE (`method`), and a request body the client broke
-/// (`body_malformed`, `body_aborted`) or stopped sending (`body_timeout`).
-pub const CLIENT_ERROR_REASONS: [&str; 6] = [
+/// (`body_malformed`, `body_aborted`) or stopped sending (`body_timeout`),
+/// and a head over `--max-request-header-size` (`head_too_large`).
+pub const CLIENT_ERROR_REASONS: [&str; 7] = [
     "bad_request",
     "bad_path",
     "method",
+    "head_too_large",
     "body_malformed",
     "body_aborted",
     "body_timeout",

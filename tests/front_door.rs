@@ -326,6 +326,28 @@ async fn the_request_head_is_bounded_for_http1_and_http2() {
     )
     .await;
     assert_eq!(status_of(&answer), 200);
+    // A head that hyper reads whole in one go past the limit (after a first
+    // request on the same connection) is refused all the same.
+    let answer = raw(
+        port,
+        &format!(
+            "GET / HTTP/1.1\r\nHost: admin.local\r\n\r\n\
+             GET / HTTP/1.1\r\nHost: admin.local\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(
+        answer.matches("HTTP/1.1 200").count(),
+        1,
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    assert_eq!(
+        answer.matches("HTTP/1.1 431").count(),
+        1,
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
 
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let (mut h2c, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(stream))

@@ -19,8 +19,19 @@ pub struct Admitted {
 }
 
 /// Checks `req` and puts its path in normal form (in place: the normal
-/// form is both routed on and forwarded).
-pub fn admit<B>(req: &mut Request<B>, slashes: EncodedSlashes) -> Result<Admitted, ProxyError> {
+/// form is both routed on and forwarded). `max_head` bounds the request
+/// line and headers together.
+pub fn admit<B>(
+    req: &mut Request<B>,
+    slashes: EncodedSlashes,
+    max_head: usize,
+) -> Result<Admitted, ProxyError> {
+    // hyper bounds its HTTP/1.1 read buffer, not the head itself: a head
+    // that completes within a read crossing the limit gets through (up to
+    // twice the limit), so the limit is checked here, for both protocols.
+    if head_size(req) > max_head {
+        return Err(ProxyError::HeadTooLarge);
+    }
     // CONNECT would make the proxy an open tunnel to anywhere, and TRACE
     // echoes credentials back (cross-site tracing); nginx refuses both.
     if req.method() == Method::CONNECT || req.method() == Method::TRACE {
@@ -43,6 +54,20 @@ pub fn admit<B>(req: &mut Request<B>, slashes: EncodedSlashes) -> Result<Admitte
         *req.uri_mut() = Uri::from(target);
     }
     Ok(Admitted { host })
+}
+
+/// The size of the request head as HTTP/1.1 would spell it: request line
+/// and `name: value` lines.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3);
+    // " ", " HTTP/1.1", CRLF.
+    let line = req.method().as_str().len() + target + 12;
+    req.headers().iter().fold(line, |sum, (name, value)| {
+        sum + name.as_str().len() + value.len() + 4
+    })
 }
 
 /// The one host of the request: the URI's authority (HTTP/2's `:authority`,
@@ -125,7 +150,7 @@ mod tests {
     }
 
     fn admitted(mut req: Request<()>) -> Result<(Option<String>, String), ProxyError> {
-        let a = admit(&mut req, EncodedSlashes::Keep)?;
+        let a = admit(&mut req, EncodedSlashes::Keep, 64 * 1024)?;
         let host = a.host.map(|h| h.to_str().unwrap().to_string());
         Ok((host, req.uri().to_string()))
     }
@@ -188,12 +213,26 @@ mod tests {
     }
 
     #[test]
+    fn the_head_is_bounded() {
+        let mut req = request(Version::HTTP_11, "/", &["a"]);
+        req.headers_mut().insert(
+            "x-big",
+            http::HeaderValue::from_str(&"b".repeat(1000)).unwrap(),
+        );
+        assert!(admit(&mut req, EncodedSlashes::Keep, 2000).is_ok());
+        assert!(matches!(
+            admit(&mut req, EncodedSlashes::Keep, 1000),
+            Err(ProxyError::HeadTooLarge)
+        ));
+    }
+
+    #[test]
     fn methods_and_paths() {
         for method in [Method::CONNECT, Method::TRACE] {
             let mut req = request(Version::HTTP_11, "/", &["a"]);
             *req.method_mut() = method;
             assert!(matches!(
-                admit(&mut req, EncodedSlashes::Keep),
+                admit(&mut req, EncodedSlashes::Keep, 64 * 1024),
                 Err(ProxyError::MethodNotAllowed)
             ));
         }

@@ -43,6 +43,9 @@ pub enum ProxyError {
     /// The path has no normal form that could be routed.
     #[error("bad path: {0}")]
     BadPath(#[from] PathError),
+    /// The request line and headers are over `--max-request-header-size`.
+    #[error("request head too large")]
+    HeadTooLarge,
     /// CONNECT or TRACE, which the proxy never forwards.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -62,6 +65,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::ClientBody(ClientFault::TimedOut) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
@@ -74,6 +78,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => Some("bad_request"),
             ProxyError::BadPath(_) => Some("bad_path"),
             ProxyError::MethodNotAllowed => Some("method"),
+            ProxyError::HeadTooLarge => Some("head_too_large"),
             ProxyError::ClientBody(ClientFault::Malformed) => Some("body_malformed"),
             ProxyError::ClientBody(ClientFault::Aborted) => Some("body_aborted"),
             ProxyError::ClientBody(ClientFault::TimedOut) => Some("body_timeout"),
@@ -105,6 +110,7 @@ impl ProxyError {
             ProxyError::BadRequest(why) => why,
             ProxyError::BadPath(_) => "the path cannot be routed",
             ProxyError::MethodNotAllowed => "this method is not forwarded",
+            ProxyError::HeadTooLarge => "the request headers are too large",
             ProxyError::ClientBody(ClientFault::TimedOut) => "the request body stopped arriving",
             ProxyError::ClientBody(_) => "the request body was broken",
         };

@@ -78,7 +78,11 @@ async fn forward(
     mut req: Request<Incoming>,
     hsts: &mut Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let Admitted { host } = admission::admit(&mut req, proxy.limits.encoded_slashes)?;
+    let Admitted { host } = admission::admit(
+        &mut req,
+        proxy.limits.encoded_slashes,
+        proxy.limits.max_request_header_size,
+    )?;
     let backend = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
