@@ -282,21 +282,25 @@ impl AcceptErrors {
 
 /// Counts a client connection in `active_http_connections`, and holds its
 /// place under `--max-connections`, while it lives.
-struct ActiveConnection(
-    prometheus::IntGauge,
-    #[allow(dead_code)] OwnedSemaphorePermit,
-);
+struct ActiveConnection {
+    gauge: prometheus::IntGauge,
+    /// Returned to `--max-connections` when the connection ends.
+    _place: OwnedSemaphorePermit,
+}
 
 impl ActiveConnection {
-    fn open(proxy: &Proxy, permit: OwnedSemaphorePermit) -> Self {
+    fn open(proxy: &Proxy, place: OwnedSemaphorePermit) -> Self {
         proxy.metrics.active_connections.inc();
-        Self(proxy.metrics.active_connections.clone(), permit)
+        Self {
+            gauge: proxy.metrics.active_connections.clone(),
+            _place: place,
+        }
     }
 }
 
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
     }
 }
 
