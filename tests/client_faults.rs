@@ -299,22 +299,35 @@ async fn a_steady_upload_longer_than_the_request_timeout_succeeds() {
     assert!(answer.ends_with("24576 bytes"), "{answer}");
 }
 
-/// A backend that reads a request head and then neither reads nor answers.
-async fn deaf() -> SocketAddr {
+/// A raw TCP backend on a free port: `serve` gets each connection, in a
+/// task of its own.
+async fn raw_backend<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let mut held = Vec::new();
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf).await;
-            held.push(stream);
+            if let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream));
+            }
         }
     });
     addr
+}
+
+/// A backend that reads a request head and then neither reads nor answers.
+async fn deaf() -> SocketAddr {
+    raw_backend(|mut stream| async move {
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf).await;
+        // Holds the connection open, reading nothing more.
+        std::future::pending::<()>().await;
+        drop(stream);
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,23 +367,16 @@ async fn a_backend_that_does_not_read_the_body_times_out() {
 /// A backend that answers with a head and one piece of body, then stalls
 /// while keeping the connection open.
 async fn stalls_mid_body() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf).await;
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nfirst piece")
-                .await;
-            held.push(stream);
-        }
-    });
-    addr
+    raw_backend(|mut stream| async move {
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nfirst piece")
+            .await;
+        std::future::pending::<()>().await;
+        drop(stream);
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,22 +427,13 @@ async fn a_policy_sets_the_read_timeout_of_its_backend() {
 /// A backend that streams an endless chunked body; sets `closed` once a
 /// write fails (the proxy let go of the connection).
 async fn endless(closed: Arc<AtomicBool>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let closed = closed.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let _ = stream.read(&mut buf).await;
-                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
-                if stream.write_all(head).await.is_err() {
-                    closed.store(true, Ordering::SeqCst);
-                    return;
-                }
+    raw_backend(move |mut stream| {
+        let closed = closed.clone();
+        async move {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(head).await.is_ok() {
                 let chunk = [b"10000\r\n".as_slice(), &[b'x'; 0x10000], b"\r\n"].concat();
                 // At most 1 GB: bounded, and far more than any buffer.
                 for _ in 0..16_384 {
@@ -444,11 +441,11 @@ async fn endless(closed: Arc<AtomicBool>) -> SocketAddr {
                         break;
                     }
                 }
-                closed.store(true, Ordering::SeqCst);
-            });
+            }
+            closed.store(true, Ordering::SeqCst);
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -522,7 +522,7 @@ async fn soak_under_churn_and_attack() {
         &backend_objects("default", "extra", &[extra]),
     );
     write(d, "stable.yaml", &stable_yaml(&stable[..3], big, ws));
-    let mut proxy = Proxy::start_bin(d, FLAGS).await;
+    let mut proxy = Proxy::start(d, FLAGS).await;
     let port = proxy.http_port;
     let pid = proxy.pid();
     wait_until(DEADLINE, "the stable route answers", || async {

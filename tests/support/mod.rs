@@ -88,9 +88,10 @@ impl Proxy {
     }
 
     async fn launch(wrapper: &[&str], args: &[String], env: &[(String, String)]) -> Proxy {
+        let bin = bin_path();
         let (program, before) = match wrapper.split_first() {
-            Some((program, rest)) => (*program, [rest, &[BIN]].concat()),
-            None => (BIN, Vec::new()),
+            Some((program, rest)) => (*program, [rest, &[bin.as_str()]].concat()),
+            None => (bin.as_str(), Vec::new()),
         };
         let mut child = Command::new(program)
             .args(before)
@@ -559,70 +560,9 @@ pub fn executor() -> TokioExecutor {
 // Another build of the binary
 // ---------------------------------------------------------------------------
 
-/// The binary [`Proxy::start_bin`] runs: `RUST_STROM_BIN` when set (the
-/// soak script points it at a release build), else the one cargo built for
+/// The binary every [`Proxy`] runs: `RUST_STROM_BIN` when set (the soak
+/// script points it at a release build), else the one cargo built for
 /// these tests.
 pub fn bin_path() -> String {
     std::env::var("RUST_STROM_BIN").unwrap_or_else(|_| BIN.to_owned())
-}
-
-impl Proxy {
-    /// As [`Proxy::start`], with the binary [`bin_path`] names.
-    pub async fn start_bin(manifests: &Path, extra: &[&str]) -> Proxy {
-        let mut args: Vec<String> = vec![
-            "--manifests".into(),
-            manifests.display().to_string(),
-            "--http-addr".into(),
-            "127.0.0.1:0".into(),
-            "--metrics-addr".into(),
-            "127.0.0.1:0".into(),
-            "--workers".into(),
-            "2".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(bin_path())
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start rust-strom");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (ports_tx, ports_rx) = oneshot::channel::<(u16, u16)>();
-        let kept = lines.clone();
-        std::thread::spawn(move || {
-            let mut ports_tx = Some(ports_tx);
-            let (mut http, mut metrics) = (None, None);
-            // Drains stderr to its end, so the pipe never fills.
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("HTTP proxy listening") {
-                    http = listening_port(&line);
-                } else if line.contains("metrics and health listening") {
-                    metrics = listening_port(&line);
-                }
-                kept.blocking_lock().push(line);
-                if let (Some(h), Some(m)) = (http, metrics)
-                    && let Some(tx) = ports_tx.take()
-                {
-                    let _ = tx.send((h, m));
-                }
-            }
-        });
-        match tokio::time::timeout(Duration::from_secs(20), ports_rx).await {
-            Ok(Ok((http_port, metrics_port))) => Proxy {
-                child,
-                http_port,
-                metrics_port,
-                lines,
-            },
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{} did not report its ports", bin_path());
-            }
-        }
-    }
 }
