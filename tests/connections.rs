@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use support::tls::tls_connect;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,24 +95,6 @@ async fn a_tls_handshake_that_does_not_finish_in_time_is_dropped() {
             == Some(1.0)
     })
     .await;
-}
-
-/// An h2c connection to `port`, and a handle that resolves when the
-/// connection ends.
-async fn h2c(
-    port: u16,
-) -> (
-    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(stream))
-        .await
-        .unwrap();
-    let ended = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    (sender, ended)
 }
 
 fn h2_get(path: &str) -> Request<Empty<Bytes>> {

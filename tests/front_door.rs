@@ -10,10 +10,8 @@ mod support;
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use support::tls::{gen_cert, h2_connect, h2_send, tls_secret};
 use support::*;
-use tokio::net::TcpStream;
 
 /// `public.local` exposes only Prefix `/public` (echo backend `public`);
 /// `admin.local` routes `/` to the echo backend `admin`. Same Services as a
@@ -131,15 +129,7 @@ async fn paths_are_routed_and_forwarded_in_normal_form_over_http1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_are_normalised_over_h2c_and_h2() {
     let (_dir, proxy) = start(&[]).await;
-    let stream = TcpStream::connect(("127.0.0.1", proxy.http_port))
-        .await
-        .unwrap();
-    let (mut h2c, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(stream))
-        .await
-        .expect("h2c handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let (mut h2c, _conn) = h2c(proxy.http_port).await;
     let mut h2 = h2_connect(proxy.https_port().await, "public.local").await;
     for (scheme, sender) in [("http", &mut h2c), ("https", &mut h2)] {
         for (path, status) in [
@@ -231,13 +221,7 @@ async fn host_header_rules() {
     );
 
     // HTTP/2: a Host header that disagrees with :authority.
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (mut h2c, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let (mut h2c, _conn) = h2c(port).await;
     let req = |host: &str| {
         Request::builder()
             .version(Version::HTTP_2)
@@ -349,13 +333,7 @@ async fn the_request_head_is_bounded_for_http1_and_http2() {
         &answer[..answer.len().min(300)]
     );
 
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (mut h2c, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let (mut h2c, _conn) = h2c(port).await;
     let req = |value: &str| {
         Request::builder()
             .version(Version::HTTP_2)

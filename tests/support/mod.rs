@@ -551,6 +551,24 @@ pub async fn routes_to(port: u16, host: &str, path: &str, name: &str) -> bool {
     resp.status == StatusCode::OK && resp.backend() == Some(name)
 }
 
+/// An h2c connection to `port`, and a handle that resolves when the
+/// connection ends.
+pub async fn h2c(
+    port: u16,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    let ended = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, ended)
+}
+
 /// The h2c (prior knowledge) client executor.
 pub fn executor() -> TokioExecutor {
     TokioExecutor::new()
