@@ -270,7 +270,7 @@ pub fn into_upstream(
     }
     let (upload, watch) = super::upload::Upload::new(body, body_timeout);
     (
-        Request::from_parts(parts, Either::Left(upload)),
+        Request::from_parts(parts, Either::Left(Box::new(upload))),
         Some(watch),
     )
 }

@@ -61,8 +61,9 @@ const SALVAGE_TIME: Duration = Duration::from_secs(1);
 const SALVAGE_BYTES: usize = 64 * 1024;
 
 /// Client request bodies stream straight through, watched ([`Upload`]); a
-/// bodiless request has an empty body.
-pub type UpstreamBody = Either<Upload, Empty<Bytes>>;
+/// bodiless request has an empty body. Boxed: the request is moved whole
+/// several times on its way out, and most requests have no body.
+pub type UpstreamBody = Either<Box<Upload>, Empty<Bytes>>;
 /// A pooled connection is idle, so it is ready at once; one that is not
 /// ready within this is dropped and the next one tried. Only a connection
 /// still busy with something (which the pool never takes back) could wait
