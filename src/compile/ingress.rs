@@ -39,8 +39,19 @@ pub(super) fn add(
             return false;
         }
     };
+    let annotations = match super::annotations::parse(ingress.metadata.annotations.as_ref()) {
+        Ok(parsed) => parsed,
+        Err(reason) => {
+            problems.push(Problem::rejected(KIND, key, reason));
+            return false;
+        }
+    };
+    for notice in annotations.notices {
+        problems.push(Problem::warning(KIND, key, notice));
+    }
+    let https = annotations.https;
+    let features = annotations.features;
     let source = key.to_string();
-    let https = super::tls::https_policy(key, ingress, problems);
 
     if let Some(default) = spec.and_then(|s| s.default_backend.as_ref()) {
         let backend = resolve(key, default, backends, problems, "defaultBackend");
@@ -49,6 +60,7 @@ pub(super) fn add(
             backend,
             source: source.clone(),
             https: https.clone(),
+            features: features.clone(),
         };
         if let Err(kept) = builder.set_default(route) {
             problems.push(Problem::warning(
@@ -67,6 +79,7 @@ pub(super) fn add(
             backend,
             source: source.clone(),
             https: https.clone(),
+            features: features.clone(),
         };
         if let Err(kept) = builder.add(&rule.host, route) {
             let message = if kept == source {

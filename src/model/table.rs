@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::host::wildcard_suffix;
-use super::{Backend, HostMatch, HttpsPolicy, PathMatch, TlsTable};
+use super::{Backend, HostMatch, HttpsPolicy, PathMatch, RouteFeatures, TlsTable};
 
 /// One path rule and where it sends traffic.
 #[derive(Clone, Debug)]
@@ -15,6 +15,9 @@ pub struct Route {
     pub source: String,
     /// What that Ingress asks of plain HTTP and HTTPS (shared by its routes).
     pub https: Arc<HttpsPolicy>,
+    /// What that Ingress's annotations ask on the request path; `None`
+    /// when nothing (shared by its routes).
+    pub features: Option<Arc<RouteFeatures>>,
 }
 
 /// The routes of one host, in precedence order (longest path first, `Exact`
@@ -85,11 +88,18 @@ impl HostRoutes {
 }
 
 /// Inserts in precedence order. An identical rule to the same backend is a
-/// harmless duplicate; to another backend it is a conflict and the route
-/// already there (from an older Ingress) is returned.
+/// harmless duplicate; to another backend, or with other request-path
+/// features (a newer Ingress's restriction must not vanish silently), it is
+/// a conflict and the route already there (from an older Ingress) is
+/// returned.
 fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
     match routes.binary_search_by(|r| r.path.precedence(&route.path)) {
-        Ok(i) if routes[i].backend.same_target(&route.backend) => Ok(()),
+        Ok(i)
+            if routes[i].backend.same_target(&route.backend)
+                && routes[i].features == route.features =>
+        {
+            Ok(())
+        }
         Ok(i) => Err(&routes[i]),
         Err(i) => {
             routes.insert(i, route);
@@ -389,6 +399,7 @@ mod tests {
             backend: Arc::new(Backend::new(backend.into(), vec![], vec![])),
             source: source.into(),
             https: Arc::default(),
+            features: None,
         }
     }
 

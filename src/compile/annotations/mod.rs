@@ -1,0 +1,258 @@
+//! An Ingress's annotations, under `ruststrom.io/` and
+//! `nginx.ingress.kubernetes.io/`, checked and parsed once into the typed
+//! policy of its routes.
+//!
+//! Fail closed: a refused annotation (one RustStrom cannot honour and whose
+//! absence could open or misroute traffic), a value that does not parse, or
+//! an unknown `ruststrom.io/` name rejects the whole Ingress. Annotations
+//! without effect here are accepted with a notice.
+
+mod list;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use ipnet::IpNet;
+
+use list::Status;
+
+use crate::model::{HttpsPolicy, RouteFeatures, SourceRanges};
+
+pub const RUSTSTROM: &str = "ruststrom.io/";
+pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+/// `"false"` keeps plain HTTP for hosts that have TLS.
+pub const SSL_REDIRECT: &str = "ruststrom.io/ssl-redirect";
+/// `"true"` redirects plain HTTP even for hosts without TLS here.
+pub const FORCE_SSL_REDIRECT: &str = "ruststrom.io/force-ssl-redirect";
+/// `"max-age=31536000; includeSubDomains"`: the `Strict-Transport-Security`
+/// value for HTTPS responses.
+pub const HSTS: &str = "ruststrom.io/hsts";
+
+/// What an accepted Ingress's annotations ask of its routes.
+#[derive(Debug, Default)]
+pub(super) struct Parsed {
+    pub(super) https: Arc<HttpsPolicy>,
+    /// `None` when no request-path feature is asked.
+    pub(super) features: Option<Arc<RouteFeatures>>,
+    /// Accepted without effect: one line per annotation, for a warning.
+    pub(super) notices: Vec<String>,
+}
+
+/// Checks every annotation and parses the honoured ones. `Err` is the reason
+/// the Ingress is rejected, naming the annotation.
+pub(super) fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Parsed, String> {
+    let Some(annotations) = annotations else {
+        return Ok(Parsed::default());
+    };
+    let mut notices = Vec::new();
+    for (key, value) in annotations {
+        check(key, value, &mut notices)?;
+    }
+    let read = Reader { annotations };
+    let https = HttpsPolicy {
+        ssl_redirect: read.bool("ssl-redirect")?.unwrap_or(true),
+        force_ssl_redirect: read.bool("force-ssl-redirect")?.unwrap_or(false),
+        hsts: read.parse("hsts", hsts)?,
+    };
+    let allow = match read.parse("allowlist-source-range", cidrs)? {
+        Some(list) => Some(list),
+        None => read.parse("whitelist-source-range", cidrs)?,
+    };
+    let deny = read.parse("denylist-source-range", cidrs)?;
+    let source_ranges = (allow.is_some() || deny.is_some()).then(|| SourceRanges {
+        allow: allow.unwrap_or_default(),
+        deny: deny.unwrap_or_default(),
+    });
+    let features = RouteFeatures {
+        source_ranges,
+        max_body: read.parse("proxy-body-size", body_size)?.flatten(),
+    };
+    Ok(Parsed {
+        https: Arc::new(https),
+        features: (!features.is_empty()).then(|| Arc::new(features)),
+        notices,
+    })
+}
+
+/// Whether one annotation may be served, and with what notice.
+fn check(key: &str, value: &str, notices: &mut Vec<String>) -> Result<(), String> {
+    let (name, ours) = if let Some(name) = key.strip_prefix(RUSTSTROM) {
+        (name, true)
+    } else if let Some(name) = key.strip_prefix(NGINX) {
+        (name, false)
+    } else {
+        // Other prefixes (kubectl's, kubernetes.io/ingress.class, ...) are
+        // not about routing.
+        return Ok(());
+    };
+    let known = list::find(name).filter(|k| ours || k.nginx);
+    let Some(known) = known else {
+        if let Some(why) = list::refused_pattern(name) {
+            return Err(format!("annotation {key} is refused: {why}"));
+        }
+        if ours {
+            return Err(format!(
+                "annotation {key} is unknown (a misspelt name must not drop a setting); see docs/annotations.md"
+            ));
+        }
+        notices.push(format!(
+            "annotation {key} is not one RustStrom knows, and has no effect"
+        ));
+        return Ok(());
+    };
+    match known.status {
+        Status::Honoured => Ok(()),
+        Status::Ignored => {
+            notices.push(format!(
+                "annotation {key} has no effect here: {}",
+                known.why
+            ));
+            Ok(())
+        }
+        Status::OnlyAs(allowed) if only_as(value, allowed) => {
+            notices.push(format!(
+                "annotation {key}: {value:?} is what RustStrom does anyway"
+            ));
+            Ok(())
+        }
+        Status::OnlyAs(allowed) => Err(format!(
+            "annotation {key}: {value:?} is refused ({}); only {} is accepted",
+            known.why,
+            allowed.join(", ")
+        )),
+        Status::Refused => Err(format!("annotation {key} is refused: {}", known.why)),
+    }
+}
+
+fn only_as(value: &str, allowed: &[&str]) -> bool {
+    let value = value.trim();
+    allowed.iter().any(|a| {
+        a.eq_ignore_ascii_case(value) || (*a == "false" && parse_bool(value) == Some(false))
+    })
+}
+
+/// Reads one name under both prefixes; `ruststrom.io/` wins.
+struct Reader<'a> {
+    annotations: &'a BTreeMap<String, String>,
+}
+
+impl Reader<'_> {
+    /// The key that is set for `name`, and its value.
+    fn get(&self, name: &str) -> Option<(String, &str)> {
+        let known = list::find(name)?;
+        let ours = format!("{RUSTSTROM}{name}");
+        if let Some(v) = self.annotations.get(&ours) {
+            return Some((ours, v));
+        }
+        if !known.nginx {
+            return None;
+        }
+        let theirs = format!("{NGINX}{name}");
+        self.annotations.get(&theirs).map(|v| (theirs, v.as_str()))
+    }
+
+    /// The parsed value, `None` when not set; a value `parse` refuses
+    /// rejects the Ingress with its reason.
+    fn parse<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        match self.get(name) {
+            None => Ok(None),
+            Some((key, value)) => parse(value)
+                .map(Some)
+                .map_err(|why| format!("annotation {key}: {value:?} {why}")),
+        }
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, String> {
+        self.parse(name, |v| {
+            parse_bool(v).ok_or_else(|| "is not \"true\" or \"false\"".into())
+        })
+    }
+}
+
+/// Go's `strconv.ParseBool`, which ingress-nginx uses, plus any case of
+/// `true` and `false` (which RustStrom accepted before).
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim() {
+        "1" | "t" | "T" => Some(true),
+        "0" | "f" | "F" => Some(false),
+        v if v.eq_ignore_ascii_case("true") => Some(true),
+        v if v.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// A `Strict-Transport-Security` value as RFC 6797 writes it.
+fn hsts(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str =
+        "is not \"max-age=SECONDS\" with optional \"; includeSubDomains\" and \"; preload\"";
+    let mut directives = value.split(';').map(str::trim);
+    let max_age = directives
+        .next()
+        .and_then(|d| d.strip_prefix("max-age="))
+        .ok_or(WANT)?;
+    if max_age.is_empty() || !max_age.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(WANT.into());
+    }
+    let known = |d: &str| {
+        d.is_empty()
+            || d.eq_ignore_ascii_case("includeSubDomains")
+            || d.eq_ignore_ascii_case("preload")
+    };
+    if !directives.all(known) {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value.trim()).map_err(|_| WANT.into())
+}
+
+/// A comma-separated list of CIDRs or single addresses, as ingress-nginx
+/// reads its source ranges. Every entry must parse (ingress-nginx drops the
+/// bad ones when some parse; a typo must not widen or narrow a list here).
+fn cidrs(value: &str) -> Result<Vec<IpNet>, String> {
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        if entry.is_empty() {
+            continue;
+        }
+        let net = entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("has {entry:?}, which is neither an address nor a CIDR"))?;
+        out.push(net.trunc());
+    }
+    if out.is_empty() {
+        return Err("lists no address".into());
+    }
+    Ok(out)
+}
+
+/// nginx's size syntax (`\d+[bkmg]?`, any case, powers of 1024); `0` means
+/// no limit (`None`).
+fn body_size(value: &str) -> Result<Option<u64>, String> {
+    const WANT: &str = "is not a size such as 512k, 8m or 1g (0 for no limit)";
+    let value = value.trim();
+    let (digits, unit) = match value.as_bytes().last() {
+        Some(b) if b.is_ascii_alphabetic() => value.split_at(value.len() - 1),
+        _ => (value, ""),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(WANT.into());
+    }
+    let n: u64 = digits.parse().map_err(|_| WANT)?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(WANT.into()),
+    };
+    let bytes = n.checked_mul(scale).ok_or(WANT)?;
+    Ok((bytes > 0).then_some(bytes))
+}

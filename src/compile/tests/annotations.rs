@@ -1,0 +1,134 @@
+//! Annotations through the whole compile: refused and malformed ones reject
+//! their Ingress only, notices are warnings, and features stay on the routes
+//! of the Ingress that asks for them when several share a host.
+
+use super::*;
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+fn nginx(name: &str) -> String {
+    format!("{NGINX}{name}")
+}
+
+#[test]
+fn refused_and_malformed_annotations_reject_only_their_ingress() {
+    let objects = [
+        backends("shop", &["web", "admin"]),
+        vec![
+            mk_ingress("shop", "open")
+                .rule(Some("shop.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "sso")
+                .annotate(&nginx("auth-url"), "http://oauth2-proxy.auth/oauth2/auth")
+                .rule(Some("shop.com"), &[("/admin", "Prefix", "admin", "80")])
+                .build(),
+            mk_ingress("shop", "typo")
+                .annotate("ruststrom.io/whitelist-source-rnage", "10.0.0.0/8")
+                .rule(Some("typo.com"), &[("/", "Prefix", "admin", "80")])
+                .build(),
+            mk_ingress("shop", "bad")
+                .annotate(&nginx("whitelist-source-range"), "10.0.0.0/8,10.0.0.300")
+                .rule(Some("bad.com"), &[("/", "Prefix", "admin", "80")])
+                .build(),
+            mk_ingress("shop", "tuned")
+                .annotate(&nginx("proxy-buffering"), "off")
+                .rule(Some("tuned.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+        ],
+    ]
+    .concat();
+    let c = run(&objects);
+    expect_problems(
+        &c,
+        &[
+            (
+                Severity::Rejected,
+                "shop/sso",
+                "nginx.ingress.kubernetes.io/auth-url is refused",
+            ),
+            (
+                Severity::Rejected,
+                "shop/typo",
+                "ruststrom.io/whitelist-source-rnage is unknown",
+            ),
+            (
+                Severity::Rejected,
+                "shop/bad",
+                "nginx.ingress.kubernetes.io/whitelist-source-range: \"10.0.0.0/8,10.0.0.300\" has \"10.0.0.300\"",
+            ),
+            (
+                Severity::Warning,
+                "shop/tuned",
+                "proxy-buffering has no effect here",
+            ),
+        ],
+    );
+    // /admin is not served at all, so it falls to the open Ingress's "/"
+    // rule: that Ingress's own backend, never the protected one.
+    check_routes(
+        &c,
+        &[
+            ("shop.com", "/admin", Some("shop/web:80")),
+            ("typo.com", "/", None),
+            ("bad.com", "/", None),
+            ("tuned.com", "/", Some("shop/web:80")),
+        ],
+    );
+    assert!(!c.ingresses.is_empty());
+}
+
+#[test]
+fn features_attach_to_the_routes_of_their_own_ingress() {
+    let objects = [
+        backends("shop", &["web", "upload"]),
+        vec![
+            mk_ingress("shop", "site")
+                .rule(Some("shop.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "uploads")
+                .annotate(&nginx("proxy-body-size"), "8m")
+                .annotate(&nginx("whitelist-source-range"), "10.0.0.0/8")
+                .rule(Some("shop.com"), &[("/upload", "Prefix", "upload", "80")])
+                .build(),
+        ],
+    ]
+    .concat();
+    let c = run(&objects);
+    expect_problems(&c, &[]);
+    assert!(route(&c, "shop.com", "/").unwrap().features.is_none());
+    let features = route(&c, "shop.com", "/upload/x")
+        .unwrap()
+        .features
+        .clone()
+        .unwrap();
+    assert_eq!(features.max_body, Some(8 << 20));
+    assert!(features.source_ranges.is_some());
+}
+
+#[test]
+fn the_same_path_with_other_features_is_a_conflict_not_a_duplicate() {
+    let objects = [
+        backends("shop", &["web"]),
+        vec![
+            mk_ingress("shop", "old")
+                .created(OLD)
+                .rule(Some("shop.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "new")
+                .created("2021-01-01T00:00:00Z")
+                .annotate(&nginx("denylist-source-range"), "192.0.2.0/24")
+                .rule(Some("shop.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+        ],
+    ]
+    .concat();
+    let c = run(&objects);
+    expect_problems(
+        &c,
+        &[(
+            Severity::Rejected,
+            "shop/new",
+            "conflicts with the older Ingress shop/old",
+        )],
+    );
+}

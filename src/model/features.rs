@@ -1,0 +1,91 @@
+//! What an Ingress's annotations ask of its routes on the request path,
+//! parsed and checked at compile time (see `docs/annotations.md`).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// The request-path features of one Ingress's routes, shared by them all.
+///
+/// A route carries `Option<Arc<RouteFeatures>>`: `None` for an Ingress
+/// without such annotations, so plain routes pay one pointer test. The proxy
+/// applies the features in the order of the fields below.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteFeatures {
+    /// `whitelist-source-range` / `allowlist-source-range`,
+    /// `denylist-source-range`: 403 for other client addresses.
+    pub source_ranges: Option<SourceRanges>,
+    /// `proxy-body-size`: the largest request body in bytes (413 above it).
+    /// `None`: no limit.
+    pub max_body: Option<u64>,
+}
+
+/// Which client addresses may use the routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceRanges {
+    /// When not empty, only these are allowed.
+    pub allow: Vec<IpNet>,
+    /// Never allowed, even when also in `allow` (as ingress-nginx, whose
+    /// deny rules come first).
+    pub deny: Vec<IpNet>,
+}
+
+// === impl RouteFeatures ===
+
+impl RouteFeatures {
+    /// Whether it asks nothing, so the routes can carry `None` instead.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+// === impl SourceRanges ===
+
+impl SourceRanges {
+    /// Whether a client address may pass. An IPv4-mapped IPv6 address is
+    /// matched as the IPv4 address it carries (a dual-stack listener sees
+    /// IPv4 clients that way).
+    pub fn allows(&self, client: IpAddr) -> bool {
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+            v4 => v4,
+        };
+        if self.deny.iter().any(|net| net.contains(&client)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn deny_wins_then_allow_list() {
+        let ranges = SourceRanges {
+            allow: nets(&["10.0.0.0/8", "fd00::/8"]),
+            deny: nets(&["10.1.0.0/16"]),
+        };
+        for (ip, want) in [
+            ("10.2.3.4", true),
+            ("10.1.2.3", false),
+            ("192.168.1.1", false),
+            ("fd00::1", true),
+            ("::ffff:10.2.3.4", true),
+            ("::ffff:10.1.2.3", false),
+        ] {
+            assert_eq!(ranges.allows(ip.parse().unwrap()), want, "{ip}");
+        }
+        let deny_only = SourceRanges {
+            allow: Vec::new(),
+            deny: nets(&["127.0.0.1/32"]),
+        };
+        assert!(!deny_only.allows("127.0.0.1".parse().unwrap()));
+        assert!(deny_only.allows("127.0.0.2".parse().unwrap()));
+    }
+}
