@@ -46,7 +46,11 @@ pub enum ProxyError {
     /// CONNECT or TRACE, which the proxy never forwards.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The client broke its request body (400), or stopped sending it (408).
+    /// The route's source ranges do not allow the client's address.
+    #[error("the client's address is not allowed on this route")]
+    Forbidden,
+    /// The client broke its request body (400), stopped sending it (408),
+    /// or sent more than the route allows (413).
     #[error("the client's request body failed: {0:?}")]
     ClientBody(ClientFault),
 }
@@ -62,7 +66,9 @@ impl ProxyError {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::ClientBody(ClientFault::TimedOut) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBody(ClientFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -77,6 +83,8 @@ impl ProxyError {
             ProxyError::ClientBody(ClientFault::Malformed) => Some("body_malformed"),
             ProxyError::ClientBody(ClientFault::Aborted) => Some("body_aborted"),
             ProxyError::ClientBody(ClientFault::TimedOut) => Some("body_timeout"),
+            ProxyError::ClientBody(ClientFault::TooLarge) => Some("body_too_large"),
+            ProxyError::Forbidden => Some("source_range"),
             _ => None,
         }
     }
@@ -105,7 +113,9 @@ impl ProxyError {
             ProxyError::BadRequest(why) => why,
             ProxyError::BadPath(_) => "the path cannot be routed",
             ProxyError::MethodNotAllowed => "this method is not forwarded",
+            ProxyError::Forbidden => "this address may not use this route",
             ProxyError::ClientBody(ClientFault::TimedOut) => "the request body stopped arriving",
+            ProxyError::ClientBody(ClientFault::TooLarge) => "the request body is too large",
             ProxyError::ClientBody(_) => "the request body was broken",
         };
         let body = format!(

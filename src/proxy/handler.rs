@@ -1,7 +1,8 @@
 //! The request path: admit, route, pick an endpoint, forward, answer.
 //!
 //! In order: [`admission`] (method, one valid host, the path in normal
-//! form), the route lookup, [`redirect`] to HTTPS, the endpoint pick,
+//! form), the route lookup, [`redirect`] to HTTPS, the route's annotation
+//! [`features`] (none for most routes), the endpoint pick,
 //! [`prepare`] (headers for the backend), then [`attempt`] under the
 //! timers in [`until_response`], and the answer's headers on the way back.
 
@@ -21,7 +22,7 @@ use super::body::{GaugeGuard, Tracked};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
-use super::{Proxy, ProxyError, cookie, upgrade};
+use super::{Proxy, ProxyError, cookie, features, upgrade};
 use crate::balance::{hash_with, sticky_id};
 use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
 
@@ -79,7 +80,7 @@ async fn forward(
     hsts: &mut Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Admitted { host } = admission::admit(&mut req, proxy.limits.encoded_slashes)?;
-    let backend = {
+    let (backend, max_body) = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_name = normalize_host(host_name);
@@ -95,7 +96,12 @@ async fn forward(
             Decision::Hsts(value) => *hsts = Some(value),
             Decision::Forward => {}
         }
-        route.backend.clone()
+        let mut max_body = None;
+        if let Some(features) = route.features.as_deref() {
+            features::admit(features, conn, req.headers(), &proxy.https)?;
+            max_body = features.max_body;
+        }
+        (route.backend.clone(), max_body)
     };
 
     // Which endpoint: the one a valid sticky cookie names, else the
@@ -118,7 +124,7 @@ async fn forward(
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     prepare(&mut req, conn, picked.endpoint, host, upgrade);
-    let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout);
+    let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout, max_body);
 
     let metrics = backend.metrics();
     let gauge = GaugeGuard::new(&metrics.in_flight);

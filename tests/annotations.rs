@@ -1,0 +1,326 @@
+//! Ingress annotations through the real binary in standalone mode: refused
+//! and malformed ones take their Ingress out while the others serve; source
+//! ranges answer 403 by the client's address (the peer's, or a trusted
+//! proxy's `X-Forwarded-For`); `proxy-body-size` answers 413 by
+//! `Content-Length` and while a chunked body streams.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use support::*;
+
+/// An Ingress for `host` -> `svc` at `/` with the given annotations.
+fn annotated(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
+    let mut lines = String::from("metadata:\n  annotations:\n");
+    for (k, v) in annotations {
+        lines.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    let base = ingress("default", name, host, &[("/", "Prefix", svc)]);
+    if annotations.is_empty() {
+        base
+    } else {
+        base.replacen("metadata:\n", &lines, 1)
+    }
+}
+
+const NGINX: &str = "nginx.ingress.kubernetes.io";
+
+fn manifests(dir: &std::path::Path, web: std::net::SocketAddr) {
+    let ingresses = [
+        annotated("open", "open.local", "web", &[]),
+        annotated(
+            "loopback",
+            "loopback.local",
+            "web",
+            &[(
+                &format!("{NGINX}/whitelist-source-range"),
+                "127.0.0.1/32, 192.0.2.0/24",
+            )],
+        ),
+        annotated(
+            "ten",
+            "ten.local",
+            "web",
+            &[(&format!("{NGINX}/allowlist-source-range"), "10.0.0.0/8")],
+        ),
+        annotated(
+            "denied",
+            "denied.local",
+            "web",
+            &[(&format!("{NGINX}/denylist-source-range"), "127.0.0.0/8")],
+        ),
+        // ruststrom.io/ wins over nginx's prefix.
+        annotated(
+            "ours",
+            "ours.local",
+            "web",
+            &[
+                (&format!("{NGINX}/whitelist-source-range"), "10.0.0.0/8"),
+                ("ruststrom.io/whitelist-source-range", "127.0.0.1"),
+            ],
+        ),
+        annotated(
+            "sso",
+            "sso.local",
+            "web",
+            &[(
+                &format!("{NGINX}/auth-url"),
+                "http://oauth2-proxy.auth.svc/oauth2/auth",
+            )],
+        ),
+        annotated(
+            "snippet",
+            "snippet.local",
+            "web",
+            &[(&format!("{NGINX}/configuration-snippet"), "deny all;")],
+        ),
+        annotated(
+            "typo",
+            "typo.local",
+            "web",
+            &[("ruststrom.io/whitelist-source-rang", "127.0.0.1")],
+        ),
+        annotated(
+            "bad",
+            "bad.local",
+            "web",
+            &[(&format!("{NGINX}/whitelist-source-range"), "127.0.0.1/40")],
+        ),
+        annotated(
+            "tuned",
+            "tuned.local",
+            "web",
+            &[(&format!("{NGINX}/proxy-buffer-size"), "8k")],
+        ),
+    ];
+    let mut parts: Vec<String> = ingresses.to_vec();
+    parts.push(backend_objects("default", "web", &[web]));
+    write(dir, "routes.yaml", &docs(&parts));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_and_malformed_annotations_take_out_only_their_ingress() {
+    let dir = tempfile::tempdir().unwrap();
+    manifests(dir.path(), echo("web").await);
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    // (host, status)
+    let cases = [
+        ("open.local", StatusCode::OK),
+        ("tuned.local", StatusCode::OK),
+        ("sso.local", StatusCode::NOT_FOUND),
+        ("snippet.local", StatusCode::NOT_FOUND),
+        ("typo.local", StatusCode::NOT_FOUND),
+        ("bad.local", StatusCode::NOT_FOUND),
+    ];
+    for (host, want) in cases {
+        let resp = get(proxy.http_port, host, "/").await;
+        assert_eq!(resp.status, want, "{host}: {}", resp.body);
+    }
+
+    let out = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "nginx.ingress.kubernetes.io/auth-url is refused",
+        "nginx.ingress.kubernetes.io/configuration-snippet is refused",
+        "ruststrom.io/whitelist-source-rang is unknown",
+        "nginx.ingress.kubernetes.io/whitelist-source-range: \"127.0.0.1/40\"",
+        "nginx.ingress.kubernetes.io/proxy-buffer-size has no effect here",
+    ] {
+        assert!(text.contains(line), "check does not say {line:?}:\n{text}");
+    }
+}
+
+/// GET with `X-Forwarded-For` values, one header line each.
+async fn get_from(port: u16, host: &str, xff: &[&str]) -> StatusCode {
+    let mut req = Request::get("/").header("host", host);
+    for v in xff {
+        req = req.header("x-forwarded-for", *v);
+    }
+    send(
+        port,
+        req.body(http_body_util::Empty::<Bytes>::new()).unwrap(),
+    )
+    .await
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_ranges_answer_403_by_the_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    manifests(dir.path(), echo("web").await);
+    let plain = Proxy::start(dir.path(), &[]).await;
+    let behind = Proxy::start(dir.path(), &["--trusted-proxies", "127.0.0.1/32"]).await;
+    const OK: StatusCode = StatusCode::OK;
+    const NO: StatusCode = StatusCode::FORBIDDEN;
+    // (host, X-Forwarded-For lines, status from an untrusted peer, status
+    // through a trusted proxy); the peer is always 127.0.0.1.
+    let cases: &[(&str, &[&str], StatusCode, StatusCode)] = &[
+        ("open.local", &[], OK, OK),
+        ("loopback.local", &[], OK, OK),
+        ("ten.local", &[], NO, NO),
+        ("denied.local", &[], NO, NO),
+        ("ours.local", &[], OK, OK),
+        // A client cannot claim an address, but a trusted proxy can.
+        ("ten.local", &["10.1.2.3"], NO, OK),
+        ("loopback.local", &["198.51.100.7"], OK, NO),
+        ("loopback.local", &["192.0.2.55"], OK, OK),
+        ("denied.local", &["203.0.113.9"], NO, OK),
+        // The right-most address not itself a trusted proxy.
+        ("ten.local", &["203.0.113.9, 10.1.2.3"], NO, OK),
+        ("ten.local", &["10.1.2.3, 203.0.113.9"], NO, NO),
+        ("ten.local", &["10.1.2.3", "127.0.0.1"], NO, OK),
+        // What cannot be read is no address: refused.
+        ("loopback.local", &["garbage"], OK, NO),
+    ];
+    for (host, xff, untrusted, trusted) in cases {
+        assert_eq!(
+            get_from(plain.http_port, host, xff).await,
+            *untrusted,
+            "untrusted {host} {xff:?}"
+        );
+        assert_eq!(
+            get_from(behind.http_port, host, xff).await,
+            *trusted,
+            "trusted {host} {xff:?}"
+        );
+    }
+    let refused = plain
+        .metric("client_errors_total{reason=\"source_range\"}")
+        .await
+        .unwrap_or(0.0);
+    assert!(refused >= 5.0, "{refused}");
+}
+
+/// A chunked body of `chunks` pieces of `size` bytes.
+fn chunked(
+    chunks: usize,
+    size: usize,
+) -> StreamBody<impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>>> {
+    StreamBody::new(futures::stream::iter((0..chunks).map(move |_| {
+        Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; size])))
+    })))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_body_size_answers_413_by_length_and_while_streaming() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    // Counts the requests that reach it, and reads their bodies whole.
+    let web = backend(move |req| {
+        let counter = counter.clone();
+        async move {
+            let len = req.into_body().collect().await.map(|b| b.to_bytes().len());
+            counter.fetch_add(1, Ordering::SeqCst);
+            match len {
+                Ok(len) => http::Response::new(full(format!("body: {len} bytes\n"))),
+                Err(_) => http::Response::new(full("broken body\n")),
+            }
+        }
+    })
+    .await;
+    let limited = annotated(
+        "limited",
+        "up.local",
+        "web",
+        &[(&format!("{NGINX}/proxy-body-size"), "1k")],
+    );
+    // Another Ingress adds a path to the same host: no limit there.
+    let free = ingress("default", "free", "up.local", &[("/free", "Prefix", "web")]);
+    let zero = annotated(
+        "zero",
+        "zero.local",
+        "web",
+        &[(&format!("{NGINX}/proxy-body-size"), "0")],
+    );
+    write(
+        dir.path(),
+        "routes.yaml",
+        &docs(&[
+            limited,
+            free,
+            zero,
+            backend_objects("default", "web", &[web]),
+        ]),
+    );
+    let proxy = Proxy::start(dir.path(), &[]).await;
+
+    // (path, host, length or None for chunked pieces of 256 bytes, status,
+    // whether the backend sees it)
+    let cases: &[(&str, &str, usize, bool, StatusCode, bool)] = &[
+        ("/", "up.local", 1024, true, StatusCode::OK, true),
+        (
+            "/",
+            "up.local",
+            1025,
+            true,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            false,
+        ),
+        ("/", "up.local", 4 * 256, false, StatusCode::OK, true),
+        (
+            "/",
+            "up.local",
+            16 * 256,
+            false,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            true,
+        ),
+        ("/free", "up.local", 4096, true, StatusCode::OK, true),
+        ("/free", "up.local", 16 * 256, false, StatusCode::OK, true),
+        ("/", "zero.local", 8192, true, StatusCode::OK, true),
+    ];
+    for &(path, host, size, with_length, want, reaches) in cases {
+        let before = seen.load(Ordering::SeqCst);
+        let req = Request::post(path).header("host", host);
+        let resp = if with_length {
+            send(
+                proxy.http_port,
+                req.body(Full::new(Bytes::from(vec![b'x'; size]))).unwrap(),
+            )
+            .await
+        } else {
+            send(proxy.http_port, req.body(chunked(size / 256, 256)).unwrap()).await
+        };
+        assert_eq!(
+            resp.status, want,
+            "{host}{path} {size} bytes (length: {with_length}): {}",
+            resp.body
+        );
+        if want == StatusCode::OK {
+            assert_eq!(resp.body, format!("body: {size} bytes\n"));
+        }
+        if !reaches {
+            assert_eq!(
+                seen.load(Ordering::SeqCst),
+                before,
+                "{host}{path} {size} reached the backend"
+            );
+        }
+    }
+    // A declared length over the limit is answered at once, before any of
+    // the body is sent: nothing waits for it.
+    let answer = raw(
+        proxy.http_port,
+        "POST / HTTP/1.1\r\nHost: up.local\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    let too_large = proxy
+        .metric("client_errors_total{reason=\"body_too_large\"}")
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(too_large, 3.0);
+}
