@@ -324,3 +324,79 @@ async fn proxy_body_size_answers_413_by_length_and_while_streaming() {
         .unwrap_or(0.0);
     assert_eq!(too_large, 3.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_answer_instead_of_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "https://example.com/new?from=old";
+    let n = |name: &str| format!("{NGINX}/{name}");
+    let parts = vec![
+        annotated(
+            "perm",
+            "perm.local",
+            "web",
+            &[(&n("permanent-redirect"), url)],
+        ),
+        annotated(
+            "perm308",
+            "perm308.local",
+            "web",
+            &[
+                (&n("permanent-redirect"), url),
+                (&n("permanent-redirect-code"), "308"),
+            ],
+        ),
+        annotated(
+            "temp",
+            "temp.local",
+            "web",
+            &[(&n("temporal-redirect"), url)],
+        ),
+        annotated(
+            "temp307",
+            "temp307.local",
+            "web",
+            &[
+                (&n("temporal-redirect"), url),
+                (&n("temporal-redirect-code"), "307"),
+            ],
+        ),
+        annotated("root", "root.local", "web", &[(&n("app-root"), "/app")]),
+        // As in nginx, the redirect comes before the access check.
+        annotated(
+            "closed",
+            "closed.local",
+            "web",
+            &[
+                (&n("permanent-redirect"), url),
+                (&n("whitelist-source-range"), "10.0.0.0/8"),
+            ],
+        ),
+        backend_objects("default", "web", &[echo("web").await]),
+    ];
+    write(dir.path(), "routes.yaml", &docs(&parts));
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let port = proxy.http_port;
+    let root = format!("http://root.local:{port}/app");
+    // (host, path, status, Location)
+    let cases: &[(&str, &str, u16, Option<&str>)] = &[
+        ("perm.local", "/any/path?q=1", 301, Some(url)),
+        ("perm308.local", "/", 308, Some(url)),
+        ("temp.local", "/x", 302, Some(url)),
+        ("temp307.local", "/x", 307, Some(url)),
+        ("root.local", "/", 302, Some(&root)),
+        ("root.local", "/?q=1", 302, Some(&root)),
+        ("root.local", "/app", 200, None),
+        ("root.local", "/other", 200, None),
+        ("closed.local", "/", 301, Some(url)),
+    ];
+    for &(host, path, status, location) in cases {
+        let resp = get(port, &format!("{host}:{port}"), path).await;
+        assert_eq!(resp.status.as_u16(), status, "{host}{path}: {}", resp.body);
+        let got = resp.headers.get("location").map(|v| v.to_str().unwrap());
+        assert_eq!(got, location, "{host}{path}");
+        if location.is_none() {
+            assert_eq!(resp.backend(), Some("web"), "{host}{path}");
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use http::{HeaderValue, StatusCode};
 use ipnet::IpNet;
 
 /// The request-path features of one Ingress's routes, shared by them all.
@@ -12,12 +13,24 @@ use ipnet::IpNet;
 /// applies the features in the order of the fields below.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteFeatures {
+    /// `app-root`: a request for `/` is redirected (302) to this path.
+    pub app_root: Option<HeaderValue>,
+    /// `permanent-redirect` or `temporal-redirect`: every request is
+    /// answered with this redirect instead of reaching the backend.
+    pub redirect: Option<Redirect>,
     /// `whitelist-source-range` / `allowlist-source-range`,
     /// `denylist-source-range`: 403 for other client addresses.
     pub source_ranges: Option<SourceRanges>,
     /// `proxy-body-size`: the largest request body in bytes (413 above it).
     /// `None`: no limit.
     pub max_body: Option<u64>,
+}
+
+/// A fixed redirect: its status (3xx) and `Location`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub status: StatusCode,
+    pub location: HeaderValue,
 }
 
 /// Which client addresses may use the routes.

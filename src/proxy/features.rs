@@ -1,26 +1,42 @@
 //! The request-path features an Ingress's annotations ask for (see
 //! [`RouteFeatures`]), applied in one place and one fixed order.
 //!
-//! Before the endpoint is picked, in this order:
-//! 1. source ranges ([`source_range`]): 403 for a client address they do
+//! In this order, as nginx runs them:
+//! 1. redirects ([`super::route_redirect`]): `app-root` for `/`, then
+//!    `temporal-redirect` or `permanent-redirect`, right after the route
+//!    lookup (before the HTTPS redirect, which nginx runs later, too);
+//!
+//! then, after the HTTPS redirect, before the endpoint is picked ([`admit`]):
+//! 2. source ranges ([`source_range`]): 403 for a client address they do
 //!    not allow;
-//! 2. the body limit: 413 for a `Content-Length` over it. A body without
+//! 3. the body limit: 413 for a `Content-Length` over it. A body without
 //!    one is counted while it streams ([`super::upload`]).
 //!
 //! A route without annotations carries no features: the handler tests one
 //! `Option` and goes on.
 
-use http::HeaderMap;
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, HeaderValue};
+use http::{HeaderMap, Response};
 
 use super::ProxyError;
+use super::handler::ProxyBody;
 use super::headers::ConnInfo;
 use super::redirect::HttpsSettings;
-use super::source_range;
 use super::upload::ClientFault;
+use super::{route_redirect, source_range};
 use crate::model::RouteFeatures;
 
-/// Checks a request against its route's features before it is forwarded.
+/// Step 1: the redirect the route answers with instead of its backend.
+pub fn redirect(
+    features: &RouteFeatures,
+    conn: &ConnInfo,
+    host: Option<&HeaderValue>,
+    path: &str,
+) -> Option<Response<ProxyBody>> {
+    route_redirect::answer(features, conn.tls, host, path)
+}
+
+/// Steps 2 and 3: checks a request against its route's features before it is forwarded.
 pub fn admit(
     features: &RouteFeatures,
     conn: &ConnInfo,

@@ -87,6 +87,12 @@ async fn forward(
         let route = table
             .lookup(&host_name, req.uri().path())
             .ok_or(ProxyError::NoRoute)?;
+        let features = route.features.as_deref();
+        if let Some(answer) =
+            features.and_then(|f| features::redirect(f, conn, host.as_ref(), req.uri().path()))
+        {
+            return Ok(answer);
+        }
         match redirect::decide(conn, req.headers(), &host_name, &route.https, table.tls()) {
             Decision::Redirect => {
                 return redirect::to_https(&host_name, req.uri(), proxy.https.redirect_port).ok_or(
@@ -97,7 +103,7 @@ async fn forward(
             Decision::Forward => {}
         }
         let mut max_body = None;
-        if let Some(features) = route.features.as_deref() {
+        if let Some(features) = features {
             features::admit(features, conn, req.headers(), &proxy.https)?;
             max_body = features.max_body;
         }

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod listener;
 pub mod normalize;
 pub mod redirect;
+pub mod route_redirect;
 pub mod source_range;
 pub mod tls;
 pub mod upgrade;

@@ -14,12 +14,12 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderValue, StatusCode, Uri};
 use ipnet::IpNet;
 
 use list::Status;
 
-use crate::model::{HttpsPolicy, RouteFeatures, SourceRanges};
+use crate::model::{HttpsPolicy, Redirect, RouteFeatures, SourceRanges};
 
 pub const RUSTSTROM: &str = "ruststrom.io/";
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -68,6 +68,8 @@ pub(super) fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Pa
         deny: deny.unwrap_or_default(),
     });
     let features = RouteFeatures {
+        app_root: read.parse("app-root", app_root)?,
+        redirect: redirect(&read)?,
         source_ranges,
         max_body: read.parse("proxy-body-size", body_size)?.flatten(),
     };
@@ -231,6 +233,68 @@ fn cidrs(value: &str) -> Result<Vec<IpNet>, String> {
         return Err("lists no address".into());
     }
     Ok(out)
+}
+
+/// `temporal-redirect` (302 by default), else `permanent-redirect` (301 by
+/// default). Both codes are checked when set, used or not.
+fn redirect(read: &Reader<'_>) -> Result<Option<Redirect>, String> {
+    let temporal_code = read.parse("temporal-redirect-code", |v| code(v, 307))?;
+    let permanent_code = read.parse("permanent-redirect-code", |v| code(v, 308))?;
+    if let Some(location) = read.parse("temporal-redirect", redirect_url)? {
+        let status = temporal_code.unwrap_or(StatusCode::FOUND);
+        return Ok(Some(Redirect { status, location }));
+    }
+    Ok(read
+        .parse("permanent-redirect", redirect_url)?
+        .map(|location| Redirect {
+            status: permanent_code.unwrap_or(StatusCode::MOVED_PERMANENTLY),
+            location,
+        }))
+}
+
+/// A redirect status from 300 to `max`.
+fn code(value: &str, max: u16) -> Result<StatusCode, String> {
+    let want = || format!("is not a redirect status from 300 to {max}");
+    let n: u16 = value.trim().parse().map_err(|_| want())?;
+    if !(300..=max).contains(&n) {
+        return Err(want());
+    }
+    StatusCode::from_u16(n).map_err(|_| want())
+}
+
+/// The characters ingress-nginx allows in a redirect URL: no spaces, no
+/// quotes, no nginx variables (`$`).
+fn url_chars(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/:,?&=".contains(&b))
+}
+
+/// An absolute `http` or `https` URL for a `Location`.
+fn redirect_url(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str = "is not an http or https URL of letters, digits and -._~/:,?&=";
+    let value = value.trim();
+    if !url_chars(value) {
+        return Err(WANT.into());
+    }
+    let uri: Uri = value.parse().map_err(|_| WANT)?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    if !scheme_ok || !host_ok || value.contains('@') {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value).map_err(|_| WANT.into())
+}
+
+/// An absolute path (with an optional query) to redirect `/` to.
+fn app_root(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str = "is not a path such as /app (letters, digits and -._~/:,?&=)";
+    let value = value.trim();
+    let path_ok = value.starts_with('/') && !value.starts_with("//") && url_chars(value);
+    if !path_ok || value.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value).map_err(|_| WANT.into())
 }
 
 /// nginx's size syntax (`\d+[bkmg]?`, any case, powers of 1024); `0` means

@@ -300,3 +300,66 @@ fn booleans_as_go_parses_them() {
         assert_eq!(parse_bool(v), want, "{v:?}");
     }
 }
+
+#[test]
+fn redirects() {
+    let get = |pairs: &[(&str, &str)]| {
+        let f = parsed(pairs).unwrap().features.unwrap();
+        let r = f.redirect.clone().unwrap();
+        (r.status.as_u16(), r.location.to_str().unwrap().to_string())
+    };
+    let p = "nginx.ingress.kubernetes.io/";
+    let url = "https://example.com/new?a=1&b=2";
+    assert_eq!(
+        get(&[(&format!("{p}permanent-redirect"), url)]),
+        (301, url.into())
+    );
+    assert_eq!(
+        get(&[
+            (&format!("{p}permanent-redirect"), url),
+            (&format!("{p}permanent-redirect-code"), "308")
+        ]),
+        (308, url.into())
+    );
+    assert_eq!(
+        get(&[(&format!("{p}temporal-redirect"), url)]),
+        (302, url.into())
+    );
+    // temporal- wins over permanent-.
+    assert_eq!(
+        get(&[
+            (&format!("{p}permanent-redirect"), "https://a.example/"),
+            (&format!("{p}temporal-redirect"), url),
+            (&format!("{p}temporal-redirect-code"), "307"),
+        ]),
+        (307, url.into())
+    );
+    for (name, value) in [
+        ("permanent-redirect", "ftp://example.com/"),
+        ("permanent-redirect", "/relative"),
+        ("permanent-redirect", "https://example.com$request_uri"),
+        ("permanent-redirect", "https://user@example.com/"),
+        ("permanent-redirect", "https://example.com/a b"),
+        ("temporal-redirect", "https://"),
+        ("permanent-redirect-code", "200"),
+        ("permanent-redirect-code", "309"),
+        ("temporal-redirect-code", "308"),
+        ("temporal-redirect-code", "soon"),
+        ("app-root", "app"),
+        ("app-root", "//evil.example/"),
+        ("app-root", "https://example.com/app"),
+        ("app-root", "/a\"b"),
+    ] {
+        let key = format!("{p}{name}");
+        let reason = parsed(&[(&key, value)]).unwrap_err();
+        assert!(
+            reason.starts_with(&format!("annotation {key}: ")),
+            "{reason}"
+        );
+    }
+    let f = parsed(&[(&format!("{p}app-root"), "/app?x=1")])
+        .unwrap()
+        .features
+        .unwrap();
+    assert_eq!(f.app_root.as_ref().unwrap(), "/app?x=1");
+}
