@@ -400,3 +400,106 @@ async fn redirects_answer_instead_of_the_backend() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_annotations_reach_the_backend_and_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = |name: &str| format!("{NGINX}/{name}");
+    let parts = vec![
+        annotated(
+            "vhost",
+            "vhost.local",
+            "web",
+            &[
+                (&n("upstream-vhost"), "internal.example.com"),
+                (&n("x-forwarded-prefix"), "/shop"),
+            ],
+        ),
+        annotated(
+            "edits",
+            "edits.local",
+            "web",
+            &[
+                (
+                    "ruststrom.io/request-headers",
+                    r#"{\"set\": {\"X-Env\": \"prod\"}, \"remove\": [\"X-Debug\"]}"#,
+                ),
+                (
+                    "ruststrom.io/response-headers",
+                    r#"{\"set\": {\"Cache-Control\": \"no-store\"}, \"remove\": [\"X-Backend-Secret\"]}"#,
+                ),
+            ],
+        ),
+        annotated("plain", "plain.local", "web", &[]),
+        backend_objects("default", "web", &[web_with_secret().await]),
+    ];
+    write(dir.path(), "routes.yaml", &docs(&parts));
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let port = proxy.http_port;
+    let send_with = |host: &'static str| async move {
+        let req = Request::get("/")
+            .header("host", host)
+            .header("x-debug", "1")
+            .header("x-forwarded-prefix", "/client")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        send(port, req).await
+    };
+
+    let resp = send_with("vhost.local").await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(
+        resp.echoed("host"),
+        Some("internal.example.com"),
+        "{}",
+        resp.body
+    );
+    assert_eq!(
+        resp.echoed("x-forwarded-host"),
+        Some("vhost.local"),
+        "{}",
+        resp.body
+    );
+    assert_eq!(
+        resp.echoed("x-forwarded-prefix"),
+        Some("/shop"),
+        "{}",
+        resp.body
+    );
+    assert!(resp.headers.contains_key("x-backend-secret"));
+
+    let resp = send_with("edits.local").await;
+    assert_eq!(resp.echoed("x-env"), Some("prod"), "{}", resp.body);
+    assert_eq!(resp.echoed("x-debug"), None, "{}", resp.body);
+    assert_eq!(resp.headers.get("cache-control").unwrap(), "no-store");
+    assert!(!resp.headers.contains_key("x-backend-secret"));
+
+    // Without annotations, what the client sent passes as it came.
+    let resp = send_with("plain.local").await;
+    assert_eq!(resp.echoed("host"), Some("plain.local"), "{}", resp.body);
+    assert_eq!(resp.echoed("x-debug"), Some("1"), "{}", resp.body);
+    assert_eq!(
+        resp.echoed("x-forwarded-prefix"),
+        Some("/client"),
+        "{}",
+        resp.body
+    );
+    assert!(resp.headers.get("cache-control").is_none());
+}
+
+/// An echo backend (header lines as `  name: value`) that also answers with
+/// an `X-Backend-Secret` header.
+async fn web_with_secret() -> std::net::SocketAddr {
+    backend(|req| async move {
+        let mut text = String::from("backend: web\nheaders:\n");
+        for (name, value) in req.headers() {
+            text.push_str(&format!("  {name}: {}\n", value.to_str().unwrap_or("?")));
+        }
+        http::Response::builder()
+            .header("x-backend", "web")
+            .header("x-backend-secret", "42")
+            .body(full(text))
+            .unwrap()
+    })
+    .await
+}

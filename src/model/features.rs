@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
 
 /// The request-path features of one Ingress's routes, shared by them all.
@@ -24,6 +24,22 @@ pub struct RouteFeatures {
     /// `proxy-body-size`: the largest request body in bytes (413 above it).
     /// `None`: no limit.
     pub max_body: Option<u64>,
+    /// `upstream-vhost`: the `Host` the backend gets.
+    pub upstream_vhost: Option<HeaderValue>,
+    /// `x-forwarded-prefix`: sent to the backend as `X-Forwarded-Prefix`.
+    pub forwarded_prefix: Option<HeaderValue>,
+    /// `ruststrom.io/request-headers`: applied to the request last, after
+    /// the forwarding headers.
+    pub request_headers: Option<HeaderEdits>,
+    /// `ruststrom.io/response-headers`: applied to the backend's answer.
+    pub response_headers: Option<HeaderEdits>,
+}
+
+/// Headers to remove, then headers to set (replacing any of that name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub remove: Vec<HeaderName>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// A fixed redirect: its status (3xx) and `Location`.
@@ -49,6 +65,19 @@ impl RouteFeatures {
     /// Whether it asks nothing, so the routes can carry `None` instead.
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+}
+
+// === impl HeaderEdits ===
+
+impl HeaderEdits {
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
     }
 }
 

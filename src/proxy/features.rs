@@ -10,12 +10,19 @@
 //! 2. source ranges ([`source_range`]): 403 for a client address they do
 //!    not allow;
 //! 3. the body limit: 413 for a `Content-Length` over it. A body without
-//!    one is counted while it streams ([`super::upload`]).
+//!    one is counted while it streams ([`super::upload`]);
+//!
+//! then, once the forwarding headers are set ([`request_headers`]):
+//! 4. `upstream-vhost` (the backend's `Host`), `x-forwarded-prefix`, then
+//!    `ruststrom.io/request-headers` (remove, then set);
+//!
+//! and on the backend's answer ([`response_headers`]):
+//! 5. `ruststrom.io/response-headers` (remove, then set).
 //!
 //! A route without annotations carries no features: the handler tests one
 //! `Option` and goes on.
 
-use http::header::{CONTENT_LENGTH, HeaderValue};
+use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Response};
 
 use super::ProxyError;
@@ -54,6 +61,28 @@ pub fn admit(
         return Err(ProxyError::ClientBody(ClientFault::TooLarge));
     }
     Ok(())
+}
+
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+/// Step 4: the backend's request headers.
+pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
+    if let Some(host) = &features.upstream_vhost {
+        headers.insert(HOST, host.clone());
+    }
+    if let Some(prefix) = &features.forwarded_prefix {
+        headers.insert(X_FORWARDED_PREFIX.clone(), prefix.clone());
+    }
+    if let Some(edits) = &features.request_headers {
+        edits.apply(headers);
+    }
+}
+
+/// Step 5: the headers of the backend's answer.
+pub fn response_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
+    if let Some(edits) = &features.response_headers {
+        edits.apply(headers);
+    }
 }
 
 /// The `Content-Length` a request declares, if it declares a valid one

@@ -80,7 +80,7 @@ async fn forward(
     hsts: &mut Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Admitted { host } = admission::admit(&mut req, proxy.limits.encoded_slashes)?;
-    let (backend, max_body) = {
+    let (backend, features) = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_name = normalize_host(host_name);
@@ -102,12 +102,10 @@ async fn forward(
             Decision::Hsts(value) => *hsts = Some(value),
             Decision::Forward => {}
         }
-        let mut max_body = None;
         if let Some(features) = features {
             features::admit(features, conn, req.headers(), &proxy.https)?;
-            max_body = features.max_body;
         }
-        (route.backend.clone(), max_body)
+        (route.backend.clone(), route.features.clone())
     };
 
     // Which endpoint: the one a valid sticky cookie names, else the
@@ -130,6 +128,10 @@ async fn forward(
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     prepare(&mut req, conn, picked.endpoint, host, upgrade);
+    let max_body = features.as_deref().and_then(|f| f.max_body);
+    if let Some(features) = features.as_deref() {
+        features::request_headers(features, req.headers_mut());
+    }
     let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout, max_body);
 
     let metrics = backend.metrics();
@@ -206,6 +208,9 @@ async fn forward(
         && let Some(value) = cookie::set_sticky(sticky, &sticky_id(sent.in_flight.state().key()))
     {
         response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    if let Some(features) = features.as_deref() {
+        features::response_headers(features, response.headers_mut());
     }
     let read_timeout = policy
         .read_timeout

@@ -85,6 +85,14 @@ const LOGGING: &str = "tunes nginx's logging and tracing modules, which RustStro
 pub const KNOWN: &[Known] = &[
     // RustStrom's own, under ruststrom.io/ only.
     ours(
+        "request-headers",
+        "headers to set on or remove from the request to the backend (JSON: set, remove)",
+    ),
+    ours(
+        "response-headers",
+        "headers to set on or remove from the backend's answer (JSON: set, remove)",
+    ),
+    ours(
         "hsts",
         "the Strict-Transport-Security value for HTTPS answers (a ConfigMap option in ingress-nginx)",
     ),
@@ -261,8 +269,16 @@ pub const KNOWN: &[Known] = &[
     n("cors-max-age", Refused, CORS),
     // Headers and host.
     n("custom-headers", Refused, HEADERS),
-    n("x-forwarded-prefix", Refused, HEADERS),
-    n("upstream-vhost", Refused, HEADERS),
+    n(
+        "x-forwarded-prefix",
+        Honoured,
+        "the X-Forwarded-Prefix header the backend gets",
+    ),
+    n(
+        "upstream-vhost",
+        Honoured,
+        "the Host header the backend gets",
+    ),
     n("proxy-cookie-domain", Refused, HEADERS),
     n("proxy-cookie-path", Refused, HEADERS),
     n("proxy-redirect-from", Refused, HEADERS),

@@ -14,12 +14,12 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, StatusCode, Uri};
 use ipnet::IpNet;
 
 use list::Status;
 
-use crate::model::{HttpsPolicy, Redirect, RouteFeatures, SourceRanges};
+use crate::model::{HeaderEdits, HttpsPolicy, Redirect, RouteFeatures, SourceRanges};
 
 pub const RUSTSTROM: &str = "ruststrom.io/";
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -72,6 +72,10 @@ pub(super) fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Pa
         redirect: redirect(&read)?,
         source_ranges,
         max_body: read.parse("proxy-body-size", body_size)?.flatten(),
+        upstream_vhost: read.parse("upstream-vhost", upstream_vhost)?,
+        forwarded_prefix: read.parse("x-forwarded-prefix", forwarded_prefix)?,
+        request_headers: read.parse("request-headers", |v| header_edits(v, Side::Request))?,
+        response_headers: read.parse("response-headers", |v| header_edits(v, Side::Response))?,
     };
     Ok(Parsed {
         https: Arc::new(https),
@@ -295,6 +299,114 @@ fn app_root(value: &str) -> Result<HeaderValue, String> {
         return Err(WANT.into());
     }
     HeaderValue::from_str(value).map_err(|_| WANT.into())
+}
+
+/// A host name or address, with an optional port, for the backend's `Host`.
+fn upstream_vhost(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str =
+        "is not a host name with an optional port (nginx variables are not expanded)";
+    let value = value.trim();
+    let authority: http::uri::Authority = value.parse().map_err(|_| WANT)?;
+    let plain = !value.contains('@')
+        && !authority.host().is_empty()
+        && authority
+            .host()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !plain {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value).map_err(|_| WANT.into())
+}
+
+/// A path for `X-Forwarded-Prefix`.
+fn forwarded_prefix(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str =
+        "is not a path of letters, digits and -._~/: (nginx variables are not expanded)";
+    let value = value.trim();
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/:".contains(&b));
+    if !ok {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value).map_err(|_| WANT.into())
+}
+
+/// Which way a header edit goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
+/// `{"set": {"Name": "value", ...}, "remove": ["Name", ...]}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditsSpec {
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// Headers an edit may not touch: the message's framing and connection
+/// (the proxy owns them), and on requests the headers the proxy sets for
+/// the backend to trust (`Host` is `upstream-vhost`'s).
+fn owned_by_the_proxy(name: &HeaderName, side: Side) -> bool {
+    let framing = matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+    ) || name.as_str().starts_with("proxy-");
+    let forwarding = matches!(
+        name.as_str(),
+        "host"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-forwarded-port"
+            | "x-real-ip"
+    );
+    framing || (side == Side::Request && forwarding)
+}
+
+fn header_edits(value: &str, side: Side) -> Result<HeaderEdits, String> {
+    let spec: EditsSpec = serde_json::from_str(value).map_err(|e| {
+        format!("is not {{\"set\": {{\"Name\": \"value\"}}, \"remove\": [\"Name\"]}}: {e}")
+    })?;
+    let name = |raw: &str| {
+        let name = HeaderName::from_bytes(raw.as_bytes())
+            .map_err(|_| format!("names {raw:?}, which is not a header name"))?;
+        if owned_by_the_proxy(&name, side) {
+            return Err(format!("names {raw:?}, which the proxy sets itself"));
+        }
+        Ok(name)
+    };
+    let mut edits = HeaderEdits::default();
+    for raw in &spec.remove {
+        edits.remove.push(name(raw)?);
+    }
+    for (raw, v) in &spec.set {
+        let header = name(raw)?;
+        if edits.remove.contains(&header) {
+            return Err(format!("both sets and removes {raw:?}"));
+        }
+        let v = HeaderValue::from_str(v)
+            .map_err(|_| format!("sets {raw:?} to a value that is not a valid header value"))?;
+        edits.set.push((header, v));
+    }
+    if edits.set.is_empty() && edits.remove.is_empty() {
+        return Err("neither sets nor removes a header".into());
+    }
+    Ok(edits)
 }
 
 /// nginx's size syntax (`\d+[bkmg]?`, any case, powers of 1024); `0` means

@@ -363,3 +363,81 @@ fn redirects() {
         .unwrap();
     assert_eq!(f.app_root.as_ref().unwrap(), "/app?x=1");
 }
+
+#[test]
+fn header_annotations() {
+    let p = parsed(&[
+        (
+            "nginx.ingress.kubernetes.io/upstream-vhost",
+            "internal.example.com:8080",
+        ),
+        ("nginx.ingress.kubernetes.io/x-forwarded-prefix", "/api"),
+        (
+            "ruststrom.io/request-headers",
+            r#"{"set": {"X-Env": "prod"}, "remove": ["X-Debug"]}"#,
+        ),
+        (
+            "ruststrom.io/response-headers",
+            r#"{"set": {"Cache-Control": "no-store"}}"#,
+        ),
+    ])
+    .unwrap();
+    let f = p.features.unwrap();
+    assert_eq!(
+        f.upstream_vhost.as_ref().unwrap(),
+        "internal.example.com:8080"
+    );
+    assert_eq!(f.forwarded_prefix.as_ref().unwrap(), "/api");
+    let req = f.request_headers.as_ref().unwrap();
+    assert_eq!(req.set[0].0, "x-env");
+    assert_eq!(req.remove[0], "x-debug");
+    assert_eq!(f.response_headers.as_ref().unwrap().set[0].1, "no-store");
+    for (key, value) in [
+        ("nginx.ingress.kubernetes.io/upstream-vhost", "$service.svc"),
+        ("nginx.ingress.kubernetes.io/upstream-vhost", "user@host"),
+        ("nginx.ingress.kubernetes.io/upstream-vhost", "a/b"),
+        ("nginx.ingress.kubernetes.io/x-forwarded-prefix", "/$1"),
+        ("nginx.ingress.kubernetes.io/x-forwarded-prefix", "/a b"),
+        ("ruststrom.io/request-headers", "X-Env: prod"),
+        (
+            "ruststrom.io/request-headers",
+            r#"{"add": {"X-Env": "prod"}}"#,
+        ),
+        (
+            "ruststrom.io/request-headers",
+            r#"{"set": {"Bad Name": "x"}}"#,
+        ),
+        (
+            "ruststrom.io/request-headers",
+            r#"{"set": {"X-Env": "line\nbreak"}}"#,
+        ),
+        (
+            "ruststrom.io/request-headers",
+            r#"{"set": {"X-Forwarded-For": "1.2.3.4"}}"#,
+        ),
+        ("ruststrom.io/request-headers", r#"{"remove": ["Host"]}"#),
+        (
+            "ruststrom.io/request-headers",
+            r#"{"set": {"X-A": "1"}, "remove": ["x-a"]}"#,
+        ),
+        (
+            "ruststrom.io/response-headers",
+            r#"{"set": {"Transfer-Encoding": "chunked"}}"#,
+        ),
+        ("ruststrom.io/response-headers", r#"{}"#),
+    ] {
+        let reason = parsed(&[(key, value)]).unwrap_err();
+        assert!(
+            reason.starts_with(&format!("annotation {key}: ")),
+            "{reason}"
+        );
+    }
+    // The forwarding headers are the proxy's on requests only.
+    assert!(
+        parsed(&[(
+            "ruststrom.io/response-headers",
+            r#"{"set": {"X-Real-IP": "x"}}"#
+        )])
+        .is_ok()
+    );
+}
