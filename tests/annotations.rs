@@ -362,6 +362,26 @@ async fn redirects_answer_instead_of_the_backend() {
             ],
         ),
         annotated("root", "root.local", "web", &[(&n("app-root"), "/app")]),
+        annotated(
+            "www",
+            "www.site.local",
+            "web",
+            &[(&n("from-to-www-redirect"), "true")],
+        ),
+        annotated(
+            "bare",
+            "shop.local",
+            "web",
+            &[(&n("from-to-www-redirect"), "true")],
+        ),
+        // Has rules of its own: served, not redirected.
+        annotated(
+            "taken",
+            "taken.local",
+            "web",
+            &[(&n("from-to-www-redirect"), "true")],
+        ),
+        annotated("owner", "www.taken.local", "web", &[]),
         // As in nginx, the redirect comes before the access check.
         annotated(
             "closed",
@@ -378,6 +398,8 @@ async fn redirects_answer_instead_of_the_backend() {
     let proxy = Proxy::start(dir.path(), &[]).await;
     let port = proxy.http_port;
     let root = format!("http://root.local:{port}/app");
+    let site = format!("http://www.site.local:{port}/a/?q=1");
+    let shop = format!("http://shop.local:{port}/");
     // (host, path, status, Location)
     let cases: &[(&str, &str, u16, Option<&str>)] = &[
         ("perm.local", "/any/path?q=1", 301, Some(url)),
@@ -389,6 +411,11 @@ async fn redirects_answer_instead_of_the_backend() {
         ("root.local", "/app", 200, None),
         ("root.local", "/other", 200, None),
         ("closed.local", "/", 301, Some(url)),
+        ("site.local", "/a/?q=1", 308, Some(&site)),
+        ("www.shop.local", "/", 308, Some(&shop)),
+        ("www.site.local", "/", 200, None),
+        ("shop.local", "/", 200, None),
+        ("www.taken.local", "/", 200, None),
     ];
     for &(host, path, status, location) in cases {
         let resp = get(port, &format!("{host}:{port}"), path).await;

@@ -51,6 +51,7 @@ pub(super) fn add(
     }
     let https = annotations.https;
     let features = annotations.features;
+    let from_to_www = annotations.from_to_www;
     let source = key.to_string();
 
     if let Some(default) = spec.and_then(|s| s.default_backend.as_ref()) {
@@ -71,7 +72,17 @@ pub(super) fn add(
         }
     }
 
+    let mut www_done = Vec::new();
     for rule in rules {
+        if from_to_www
+            && let HostMatch::Exact(name) = &rule.host
+            && !www_done.contains(name)
+        {
+            if let Some(twin) = super::annotations::www_twin(name) {
+                builder.add_www(&twin, name);
+            }
+            www_done.push(name.clone());
+        }
         let what = format!("rule {} {}", rule.host, rule.path);
         let backend = resolve(key, rule.backend, backends, problems, &what);
         let route = Route {
@@ -95,9 +106,21 @@ pub(super) fn add(
 
 /// The hosts whose routes a valid Ingress adds to, once per rule path;
 /// `None` when it is invalid (rejected whole, it adds nothing).
+/// With `from-to-www-redirect`, the other name of each host too.
 pub(super) fn rule_hosts(ingress: &Ingress) -> Option<Vec<HostMatch>> {
     let rules = validate(ingress).ok()?;
-    Some(rules.into_iter().map(|rule| rule.host).collect())
+    let www = super::annotations::mentions_from_to_www(ingress.metadata.annotations.as_ref());
+    let mut hosts = Vec::new();
+    for rule in rules {
+        if www
+            && let HostMatch::Exact(name) = &rule.host
+            && let Some(twin) = super::annotations::www_twin(name)
+        {
+            hosts.push(HostMatch::Exact(twin));
+        }
+        hosts.push(rule.host);
+    }
+    Some(hosts)
 }
 
 /// The backend of a rule; when it cannot be resolved, a backend without

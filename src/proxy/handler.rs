@@ -22,7 +22,7 @@ use super::body::{GaugeGuard, Tracked};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
-use super::{Proxy, ProxyError, cookie, features, upgrade};
+use super::{Proxy, ProxyError, cookie, features, route_redirect, upgrade};
 use crate::balance::{hash_with, sticky_id};
 use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
 
@@ -84,6 +84,10 @@ async fn forward(
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_name = normalize_host(host_name);
+        if let Some(to) = table.www_redirect(&host_name) {
+            return route_redirect::to_www_twin(to, conn, req.headers(), host.as_ref(), req.uri())
+                .ok_or(ProxyError::BadRequest("the host cannot be redirected"));
+        }
         let route = table
             .lookup(&host_name, req.uri().path())
             .ok_or(ProxyError::NoRoute)?;

@@ -1,13 +1,15 @@
 //! `app-root`, `permanent-redirect` and `temporal-redirect`: routes that
-//! answer with a redirect instead of reaching their backend.
+//! answer with a redirect instead of reaching their backend; and
+//! `from-to-www-redirect`, a host name that only redirects to its twin.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::Authority;
-use http::{Response, StatusCode};
+use http::uri::{Authority, Uri};
+use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use super::handler::ProxyBody;
+use super::headers::ConnInfo;
 use crate::model::RouteFeatures;
 
 /// The redirect a route answers `path` with, if any: `app-root` for `/`
@@ -42,6 +44,33 @@ pub fn answer(
     }
     let fixed = features.redirect.as_ref()?;
     Some(redirect(fixed.status, fixed.location.clone()))
+}
+
+/// The 308 from a `from-to-www-redirect` name to `to` (its twin), with the
+/// request's scheme (a trusted proxy's `X-Forwarded-Proto` included), the
+/// port of its `Host` header, and its path and query.
+pub fn to_www_twin(
+    to: &str,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    host: Option<&HeaderValue>,
+    uri: &Uri,
+) -> Option<Response<ProxyBody>> {
+    let https = conn.tls || (conn.trusted && super::redirect::forwarded_https(headers));
+    let scheme = if https { "https" } else { "http" };
+    let port = host
+        .and_then(plain_authority)
+        .and_then(|a| a.parse::<Authority>().ok())
+        .and_then(|a| a.port_u16())
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
+    let location = HeaderValue::from_str(&format!("{scheme}://{to}{port}{path}")).ok()?;
+    Some(redirect(StatusCode::PERMANENT_REDIRECT, location))
 }
 
 /// A `Host` header that is only a name or address and a port: nothing that

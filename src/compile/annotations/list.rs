@@ -62,8 +62,6 @@ const CLIENT_CERT: &str = "client certificate authentication is not implemented 
 const LIMITS: &str = "rate and connection limits are not implemented yet; served without them, the routes would be unlimited";
 const CANARY: &str = "canary routing is not implemented; the canary Ingress would take or conflict with the main one's traffic";
 const CORS: &str = "CORS is not implemented yet; preflights would reach the backend and answers would lack the CORS headers";
-const REDIRECT: &str =
-    "redirects are not implemented yet; the backend would be served where a redirect is asked";
 const REWRITE: &str =
     "path rewriting is not implemented; the backend would get other paths than asked";
 const BACKEND_TLS: &str =
@@ -373,7 +371,11 @@ pub const KNOWN: &[Known] = &[
         Honoured,
         "a request for / is redirected (302) to this path",
     ),
-    n("from-to-www-redirect", Refused, REDIRECT),
+    n(
+        "from-to-www-redirect",
+        Honoured,
+        "the host's other name (with or without www.) redirects to it, unless an Ingress has rules for that name",
+    ),
     n(
         "use-port-in-redirects",
         Ignored,

@@ -40,6 +40,9 @@ pub(super) struct Parsed {
     pub(super) features: Option<Arc<RouteFeatures>>,
     /// Accepted without effect: one line per annotation, for a warning.
     pub(super) notices: Vec<String>,
+    /// `from-to-www-redirect`: the other name of each host (with or without
+    /// `www.`) redirects to it.
+    pub(super) from_to_www: bool,
 }
 
 /// Checks every annotation and parses the honoured ones. `Err` is the reason
@@ -81,7 +84,29 @@ pub(super) fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Pa
         https: Arc::new(https),
         features: (!features.is_empty()).then(|| Arc::new(features)),
         notices,
+        from_to_www: read.bool("from-to-www-redirect")?.unwrap_or(false),
     })
+}
+
+/// Whether an Ingress's annotations name `from-to-www-redirect` at all
+/// (set or not, valid or not): the incremental compile counts the other
+/// names as hosts it may add to. More is harmless there.
+pub(super) fn mentions_from_to_www(annotations: Option<&BTreeMap<String, String>>) -> bool {
+    annotations.is_some_and(|a| {
+        a.contains_key(&format!("{RUSTSTROM}from-to-www-redirect"))
+            || a.contains_key(&format!("{NGINX}from-to-www-redirect"))
+    })
+}
+
+/// The other name of a `from-to-www-redirect` host: without `www.` when it
+/// has it, with it otherwise. `None` when that is not a valid host name.
+pub(super) fn www_twin(host: &str) -> Option<String> {
+    let twin = match host.strip_prefix("www.") {
+        Some(bare) => bare.to_string(),
+        None => format!("www.{host}"),
+    };
+    super::ingress::validate_host(&twin).ok()?;
+    Some(twin)
 }
 
 /// Whether one annotation may be served, and with what notice.

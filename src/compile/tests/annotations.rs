@@ -132,3 +132,56 @@ fn the_same_path_with_other_features_is_a_conflict_not_a_duplicate() {
         )],
     );
 }
+
+#[test]
+fn from_to_www_redirects_the_twin_name_unless_it_has_rules() {
+    let www = "nginx.ingress.kubernetes.io/from-to-www-redirect";
+    let objects = [
+        backends("shop", &["web"]),
+        vec![
+            mk_ingress("shop", "bare")
+                .annotate(www, "true")
+                .rule(Some("shop.com"), &[("/", "Prefix", "web", "80")])
+                .rule(Some("*.wild.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "with-www")
+                .annotate(www, "true")
+                .rule(Some("www.blog.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "taken")
+                .annotate(www, "true")
+                .rule(Some("taken.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "owner")
+                .rule(Some("www.taken.com"), &[("/x", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "off")
+                .annotate(www, "false")
+                .rule(Some("off.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "bad")
+                .annotate(www, "sometimes")
+                .rule(Some("bad.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+        ],
+    ]
+    .concat();
+    let c = run(&objects);
+    expect_problems(
+        &c,
+        &[(
+            Severity::Rejected,
+            "shop/bad",
+            "from-to-www-redirect: \"sometimes\"",
+        )],
+    );
+    assert_eq!(
+        c.table.www_redirects(),
+        [("blog.com", "www.blog.com"), ("www.shop.com", "shop.com")]
+    );
+    // A name with rules is served by them; the redirect is only for names
+    // nothing else serves.
+    assert_eq!(c.table.www_redirect("www.taken.com"), None);
+    assert_eq!(c.table.www_redirect("www.shop.com"), Some("shop.com"));
+    assert_eq!(c.table.www_redirect("shop.com"), None);
+}
