@@ -318,11 +318,32 @@ async fn proxy_body_size_answers_413_by_length_and_while_streaming() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    // HTTP/2 (h2c) without a length: counted while its DATA frames stream.
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", proxy.http_port))
+        .await
+        .unwrap();
+    let (mut h2c, conn) =
+        hyper::client::conn::http2::handshake(executor(), hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for (pieces, want) in [(2, StatusCode::OK), (16, StatusCode::PAYLOAD_TOO_LARGE)] {
+        let req = Request::post("http://up.local/")
+            .version(http::Version::HTTP_2)
+            .body(chunked(pieces, 256))
+            .unwrap();
+        let resp = tokio::time::timeout(DEADLINE, h2c.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        let resp = into_resp(resp).await;
+        assert_eq!(resp.status, want, "h2c {pieces} x 256 bytes: {}", resp.body);
+    }
     let too_large = proxy
         .metric("client_errors_total{reason=\"body_too_large\"}")
         .await
         .unwrap_or(0.0);
-    assert_eq!(too_large, 3.0);
+    assert_eq!(too_large, 4.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
