@@ -59,7 +59,7 @@ pub const HANDSHAKE_ERROR_REASONS: [&str; 6] = [
 /// (`bad_request`), a path with no routable normal form (`bad_path`), CONNECT
 /// or TRACE (`method`), and a request body the client broke
 /// (`body_malformed`, `body_aborted`) or stopped sending (`body_timeout`).
-pub const CLIENT_ERROR_REASONS: [&str; 8] = [
+pub const CLIENT_ERROR_REASONS: [&str; 9] = [
     "bad_request",
     "bad_path",
     "method",
@@ -68,6 +68,7 @@ pub const CLIENT_ERROR_REASONS: [&str; 8] = [
     "body_timeout",
     "body_too_large",
     "source_range",
+    "unauthorized",
 ];
 
 /// Every metric family, registered once.

@@ -551,3 +551,144 @@ async fn web_with_secret() -> std::net::SocketAddr {
     })
     .await
 }
+
+/// Entries written by `htpasswd` (apache2-utils: `-B`, `-m`, `-s`) and
+/// `openssl passwd` (`-5`, `-6`, `-1`): (user, password, entry).
+const HTPASSWD: &[(&str, &str, &str)] = &[
+    (
+        "alice",
+        "wonder land",
+        "alice:$2y$05$//La3k/YeMkHf2J.bmexHeTWDdwoYYJRFBIH4sT97UpUYK4UUQrR.",
+    ),
+    (
+        "bob",
+        "builder:42",
+        "bob:$apr1$MuCUH5/h$eRVXIKzUfzFlPKtCXCkAl/",
+    ),
+    ("carol", "s3cret", "carol:{SHA}/vNB+F2HQ559kaLUZbmHHvZrXpg="),
+    (
+        "dave",
+        "pa55 word",
+        "dave:$5$saltsalt$/bz2iOIGpvZ.73pJAwhLFkVraT1uCV0m/AgIwg.qmz4",
+    ),
+    (
+        "erin",
+        "hunter2",
+        "erin:$6$b51MEpwWwClkNyXy$pmMfC.HdqzVwheppBU9knfaaB/8mnF25pMqKx9yjdFdLlKuFkKm.UzwGVqate81IhuPTZBP2uqBLNq20znZkx/",
+    ),
+    (
+        "frank",
+        "md5crypt",
+        "frank:$1$mTTGowTs$PMp57rfIqLM8O9hlHbY480",
+    ),
+];
+
+/// `Authorization: Basic` for `user:password`.
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_lets_in_the_users_of_its_secret_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = |name: &str| format!("{NGINX}/{name}");
+    let file: String = HTPASSWD
+        .iter()
+        .map(|(_, _, e)| format!("    {e}\n"))
+        .collect();
+    let file_secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: users\n  namespace: default\nstringData:\n  auth: |\n{file}"
+    );
+    let map_secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: map\n  namespace: default\nstringData:\n  carol: \"{SHA}/vNB+F2HQ559kaLUZbmHHvZrXpg=\"\n".to_string();
+    let parts = vec![
+        file_secret,
+        map_secret,
+        annotated(
+            "file",
+            "file.local",
+            "web",
+            &[
+                (&n("auth-type"), "basic"),
+                (&n("auth-secret"), "users"),
+                (&n("auth-realm"), "Staff only"),
+            ],
+        ),
+        annotated(
+            "map",
+            "map.local",
+            "web",
+            &[
+                (&n("auth-type"), "basic"),
+                (&n("auth-secret"), "map"),
+                (&n("auth-secret-type"), "auth-map"),
+            ],
+        ),
+        annotated("open", "open.local", "web", &[]),
+        backend_objects("default", "web", &[echo("web").await]),
+    ];
+    write(dir.path(), "routes.yaml", &docs(&parts));
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let ask = |host: &'static str, authorization: Option<String>| {
+        let port = proxy.http_port;
+        async move {
+            let mut req = Request::get("/").header("host", host);
+            if let Some(value) = authorization {
+                req = req.header("authorization", value);
+            }
+            send(
+                port,
+                req.body(http_body_util::Empty::<Bytes>::new()).unwrap(),
+            )
+            .await
+        }
+    };
+    for (user, password, _) in HTPASSWD {
+        let resp = ask("file.local", Some(basic(user, password))).await;
+        assert_eq!(resp.status, StatusCode::OK, "{user}: {}", resp.body);
+        let resp = ask("file.local", Some(basic(user, "wrong"))).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::UNAUTHORIZED,
+            "{user} with a wrong password"
+        );
+    }
+    let refused = [
+        None,
+        Some(basic("mallory", "wonder land")),
+        Some(basic("alice", "")),
+        Some("Basic !!!".to_string()),
+        Some("Bearer abc".to_string()),
+    ];
+    for authorization in refused {
+        let resp = ask("file.local", authorization.clone()).await;
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{authorization:?}");
+        assert_eq!(
+            resp.headers.get("www-authenticate").unwrap(),
+            "Basic realm=\"Staff only\""
+        );
+    }
+    assert_eq!(
+        ask("map.local", Some(basic("carol", "s3cret")))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ask("map.local", Some(basic("alice", "wonder land")))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(ask("open.local", None).await.status, StatusCode::OK);
+    // Credentials never reach the logs.
+    let logs = proxy.stderr().await;
+    assert!(
+        !logs.contains("wonder land") && !logs.contains("s3cret"),
+        "{logs}"
+    );
+}

@@ -39,7 +39,11 @@ pub(super) fn add(
             return false;
         }
     };
-    let annotations = match super::annotations::parse(ingress.metadata.annotations.as_ref()) {
+    let annotations = match super::annotations::parse(
+        ingress.metadata.annotations.as_ref(),
+        &key.namespace,
+        backends.snapshot(),
+    ) {
         Ok(parsed) => parsed,
         Err(reason) => {
             problems.push(Problem::rejected(KIND, key, reason));

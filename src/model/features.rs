@@ -1,6 +1,8 @@
 //! What an Ingress's annotations ask of its routes on the request path,
 //! parsed and checked at compile time (see `docs/annotations.md`).
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -21,6 +23,8 @@ pub struct RouteFeatures {
     /// `whitelist-source-range` / `allowlist-source-range`,
     /// `denylist-source-range`: 403 for other client addresses.
     pub source_ranges: Option<SourceRanges>,
+    /// `auth-type: basic`: the users who may pass, 401 for others.
+    pub basic_auth: Option<BasicAuth>,
     /// `proxy-body-size`: the largest request body in bytes (413 above it).
     /// `None`: no limit.
     pub max_body: Option<u64>,
@@ -33,6 +37,54 @@ pub struct RouteFeatures {
     pub request_headers: Option<HeaderEdits>,
     /// `ruststrom.io/response-headers`: applied to the backend's answer.
     pub response_headers: Option<HeaderEdits>,
+}
+
+/// The users of a `basic` auth Secret, with their password hashes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// `WWW-Authenticate: Basic realm="..."` for a 401.
+    pub challenge: HeaderValue,
+    pub users: BTreeMap<String, PasswordHash>,
+}
+
+/// One htpasswd entry's hash, in the forms `htpasswd` and `openssl passwd`
+/// write.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    /// `$2a$`, `$2b$`, `$2y$`: bcrypt, the whole string.
+    Bcrypt(String),
+    /// `$apr1$salt$hash` (htpasswd's default) or `$1$salt$hash`.
+    Md5Crypt {
+        magic: &'static str,
+        salt: String,
+        hash: String,
+    },
+    /// `{SHA}` and base64: one SHA-1 of the password.
+    Sha1([u8; 20]),
+    /// `$5$` or `$6$`: SHA-256 or SHA-512 crypt, the whole string.
+    ShaCrypt(String),
+}
+
+/// Hashes stay out of logs and debug output.
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("challenge", &self.challenge)
+            .field("users", &self.users.len())
+            .finish()
+    }
+}
+
+/// The kind of hash only.
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PasswordHash::Bcrypt(_) => "Bcrypt",
+            PasswordHash::Md5Crypt { .. } => "Md5Crypt",
+            PasswordHash::Sha1(_) => "Sha1",
+            PasswordHash::ShaCrypt(_) => "ShaCrypt",
+        })
+    }
 }
 
 /// Headers to remove, then headers to set (replacing any of that name).

@@ -10,7 +10,7 @@ mod table;
 mod tls;
 
 pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
-pub use features::{HeaderEdits, Redirect, RouteFeatures, SourceRanges};
+pub use features::{BasicAuth, HeaderEdits, PasswordHash, Redirect, RouteFeatures, SourceRanges};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{

@@ -46,6 +46,10 @@ pub enum ProxyError {
     /// CONNECT or TRACE, which the proxy never forwards.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The route asks for basic authentication and the request's
+    /// credentials are missing or wrong; the value is the challenge.
+    #[error("the request is not authenticated")]
+    Unauthorized(HeaderValue),
     /// The route's source ranges do not allow the client's address.
     #[error("the client's address is not allowed on this route")]
     Forbidden,
@@ -67,6 +71,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ClientBody(ClientFault::TimedOut) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(ClientFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
@@ -85,6 +90,7 @@ impl ProxyError {
             ProxyError::ClientBody(ClientFault::TimedOut) => Some("body_timeout"),
             ProxyError::ClientBody(ClientFault::TooLarge) => Some("body_too_large"),
             ProxyError::Forbidden => Some("source_range"),
+            ProxyError::Unauthorized(_) => Some("unauthorized"),
             _ => None,
         }
     }
@@ -114,6 +120,7 @@ impl ProxyError {
             ProxyError::BadPath(_) => "the path cannot be routed",
             ProxyError::MethodNotAllowed => "this method is not forwarded",
             ProxyError::Forbidden => "this address may not use this route",
+            ProxyError::Unauthorized(_) => "authentication is required",
             ProxyError::ClientBody(ClientFault::TimedOut) => "the request body stopped arriving",
             ProxyError::ClientBody(ClientFault::TooLarge) => "the request body is too large",
             ProxyError::ClientBody(_) => "the request body was broken",
@@ -130,6 +137,10 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         match self {
+            ProxyError::Unauthorized(challenge) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
             ProxyError::MethodNotAllowed => {
                 resp.headers_mut().insert(
                     header::ALLOW,

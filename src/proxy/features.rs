@@ -12,12 +12,16 @@
 //! 3. the body limit: 413 for a `Content-Length` over it. A body without
 //!    one is counted while it streams ([`super::upload`]);
 //!
+//! then, with the routing table let go ([`authenticate`] may wait for a
+//! hash on the blocking pool):
+//! 4. basic authentication ([`basic_auth`]): 401 with the challenge;
+//!
 //! then, once the forwarding headers are set ([`request_headers`]):
-//! 4. `upstream-vhost` (the backend's `Host`), `x-forwarded-prefix`, then
+//! 5. `upstream-vhost` (the backend's `Host`), `x-forwarded-prefix`, then
 //!    `ruststrom.io/request-headers` (remove, then set);
 //!
 //! and on the backend's answer ([`response_headers`]):
-//! 5. `ruststrom.io/response-headers` (remove, then set).
+//! 6. `ruststrom.io/response-headers` (remove, then set).
 //!
 //! A route without annotations carries no features: the handler tests one
 //! `Option` and goes on.
@@ -30,7 +34,7 @@ use super::handler::ProxyBody;
 use super::headers::ConnInfo;
 use super::redirect::HttpsSettings;
 use super::upload::ClientFault;
-use super::{route_redirect, source_range};
+use super::{basic_auth, route_redirect, source_range};
 use crate::model::RouteFeatures;
 
 /// Step 1: the redirect the route answers with instead of its backend.
@@ -63,9 +67,19 @@ pub fn admit(
     Ok(())
 }
 
+/// Step 4: the route's users, when it has some.
+pub async fn authenticate(features: &RouteFeatures, headers: &HeaderMap) -> Result<(), ProxyError> {
+    match &features.basic_auth {
+        Some(auth) if !basic_auth::allowed(auth, headers).await => {
+            Err(ProxyError::Unauthorized(auth.challenge.clone()))
+        }
+        _ => Ok(()),
+    }
+}
+
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
-/// Step 4: the backend's request headers.
+/// Step 5: the backend's request headers.
 pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
     if let Some(host) = &features.upstream_vhost {
         headers.insert(HOST, host.clone());
@@ -78,7 +92,7 @@ pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
     }
 }
 
-/// Step 5: the headers of the backend's answer.
+/// Step 6: the headers of the backend's answer.
 pub fn response_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
     if let Some(edits) = &features.response_headers {
         edits.apply(headers);

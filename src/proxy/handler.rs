@@ -111,6 +111,9 @@ async fn forward(
         }
         (route.backend.clone(), route.features.clone())
     };
+    if let Some(features) = features.as_deref() {
+        features::authenticate(features, req.headers()).await?;
+    }
 
     // Which endpoint: the one a valid sticky cookie names, else the
     // balancer's pick (keyed by the request for the hashing algorithms).

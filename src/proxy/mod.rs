@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod attempt;
+pub mod basic_auth;
 pub mod body;
 pub mod conn;
 pub mod cookie;

@@ -54,8 +54,6 @@ const fn ours(name: &'static str, why: &'static str) -> Known {
 const SNIPPET: &str = "raw nginx configuration cannot be honoured, and may carry access rules";
 const WAF: &str =
     "no web application firewall in RustStrom; serving without it would drop the protection";
-const BASIC_AUTH: &str =
-    "basic authentication is not implemented yet; served without it, the routes would be open";
 const EXT_AUTH: &str =
     "external authentication is not implemented yet; served without it, the routes would be open";
 const CLIENT_CERT: &str = "client certificate authentication is not implemented yet; served without it, the routes would be open";
@@ -112,10 +110,26 @@ pub const KNOWN: &[Known] = &[
     n("session-cookie-samesite", Ignored, AFFINITY),
     n("session-cookie-secure", Ignored, AFFINITY),
     // Basic authentication.
-    n("auth-type", Refused, BASIC_AUTH),
-    n("auth-secret", Refused, BASIC_AUTH),
-    n("auth-secret-type", Refused, BASIC_AUTH),
-    n("auth-realm", Refused, BASIC_AUTH),
+    n(
+        "auth-type",
+        Honoured,
+        "basic: the users of auth-secret must log in (401 otherwise); digest is refused",
+    ),
+    n(
+        "auth-secret",
+        Honoured,
+        "the Secret (same namespace) with the users and their password hashes",
+    ),
+    n(
+        "auth-secret-type",
+        Honoured,
+        "auth-file (htpasswd lines in key auth) or auth-map (one key per user)",
+    ),
+    n(
+        "auth-realm",
+        Honoured,
+        "the realm of the WWW-Authenticate challenge",
+    ),
     // External authentication.
     n("auth-url", Refused, EXT_AUTH),
     n("auth-method", Refused, EXT_AUTH),

@@ -7,6 +7,7 @@
 //! an unknown `ruststrom.io/` name rejects the whole Ingress. Annotations
 //! without effect here are accepted with a notice.
 
+mod basic_auth;
 mod list;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use ipnet::IpNet;
 use list::Status;
 
 use crate::model::{HeaderEdits, HttpsPolicy, Redirect, RouteFeatures, SourceRanges};
+use crate::source::Snapshot;
 
 pub const RUSTSTROM: &str = "ruststrom.io/";
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -45,9 +47,14 @@ pub(super) struct Parsed {
     pub(super) from_to_www: bool,
 }
 
-/// Checks every annotation and parses the honoured ones. `Err` is the reason
+/// Checks every annotation and parses the honoured ones, reading the
+/// Secrets they name in `namespace` from `snapshot`. `Err` is the reason
 /// the Ingress is rejected, naming the annotation.
-pub(super) fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Parsed, String> {
+pub(super) fn parse(
+    annotations: Option<&BTreeMap<String, String>>,
+    namespace: &str,
+    snapshot: &Snapshot,
+) -> Result<Parsed, String> {
     let Some(annotations) = annotations else {
         return Ok(Parsed::default());
     };
@@ -70,7 +77,32 @@ pub(super) fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Pa
         allow: allow.unwrap_or_default(),
         deny: deny.unwrap_or_default(),
     });
+    let basic_auth = match read.get("auth-type") {
+        Some((key, auth_type)) => {
+            let asked = basic_auth::Asked {
+                auth_type,
+                secret: read.get("auth-secret").map(|(_, v)| v),
+                secret_type: read.get("auth-secret-type").map(|(_, v)| v),
+                realm: read.get("auth-realm").map(|(_, v)| v),
+            };
+            let users = basic_auth::load(&asked, namespace, snapshot)
+                .map_err(|why| format!("annotation {key}: {why}"))?;
+            Some(users)
+        }
+        None => {
+            // As ingress-nginx: without auth-type there is no authentication.
+            for name in ["auth-secret", "auth-secret-type", "auth-realm"] {
+                if let Some((key, _)) = read.get(name) {
+                    notices.push(format!(
+                        "annotation {key} has no effect without auth-type: basic"
+                    ));
+                }
+            }
+            None
+        }
+    };
     let features = RouteFeatures {
+        basic_auth,
         app_root: read.parse("app-root", app_root)?,
         redirect: redirect(&read)?,
         source_ranges,

@@ -70,7 +70,7 @@ fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn parsed(pairs: &[(&str, &str)]) -> Result<Parsed, String> {
-    parse(Some(&annotations(pairs)))
+    parse(Some(&annotations(pairs)), "default", &Snapshot::default())
 }
 
 #[test]
@@ -107,7 +107,15 @@ fn statuses_decide_acceptance() {
         ),
         (
             &[("nginx.ingress.kubernetes.io/auth-type", "basic")],
-            Err("auth-type is refused"),
+            Err("auth-type basic needs auth-secret"),
+        ),
+        (
+            &[("nginx.ingress.kubernetes.io/auth-type", "digest")],
+            Err("auth-type \"digest\" is refused"),
+        ),
+        (
+            &[("nginx.ingress.kubernetes.io/auth-secret", "users")],
+            Ok(1),
         ),
         (
             &[("nginx.ingress.kubernetes.io/limit-rps", "5")],

@@ -185,3 +185,144 @@ fn from_to_www_redirects_the_twin_name_unless_it_has_rules() {
     assert_eq!(c.table.www_redirect("www.shop.com"), Some("shop.com"));
     assert_eq!(c.table.www_redirect("shop.com"), None);
 }
+
+/// An Opaque Secret with these `data` keys.
+fn opaque(ns: &str, name: &str, data: &[(&str, &str)]) -> Object {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let mut secret = Secret::default();
+    secret.metadata.namespace = Some(ns.into());
+    secret.metadata.name = Some(name.into());
+    secret.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+    );
+    Object::Secret(Arc::new(secret))
+}
+
+#[test]
+fn basic_auth_reads_its_secret_and_rejects_what_it_cannot_verify() {
+    const SHA: &str = "{SHA}/vNB+F2HQ559kaLUZbmHHvZrXpg=";
+    let auth = |name: &str, host: &str, pairs: &[(&str, &str)]| {
+        let mut ing = mk_ingress("shop", name);
+        for (k, v) in pairs {
+            ing = ing.annotate(&nginx(k), v);
+        }
+        ing.rule(Some(host), &[("/", "Prefix", "web", "80")])
+            .build()
+    };
+    let objects = [
+        backends("shop", &["web"]),
+        vec![
+            opaque("shop", "file", &[("auth", &format!("carol:{SHA}\n"))]),
+            opaque("shop", "map", &[("carol", SHA), ("dan", SHA)]),
+            opaque("shop", "plain", &[("auth", "eve:hunter2\n")]),
+            opaque("other", "file", &[("auth", &format!("carol:{SHA}\n"))]),
+            auth(
+                "file",
+                "file.com",
+                &[
+                    ("auth-type", "basic"),
+                    ("auth-secret", "file"),
+                    ("auth-realm", "Staff only"),
+                ],
+            ),
+            auth(
+                "map",
+                "map.com",
+                &[
+                    ("auth-type", "basic"),
+                    ("auth-secret", "shop/map"),
+                    ("auth-secret-type", "auth-map"),
+                ],
+            ),
+            auth(
+                "missing",
+                "missing.com",
+                &[("auth-type", "basic"), ("auth-secret", "nope")],
+            ),
+            auth(
+                "elsewhere",
+                "elsewhere.com",
+                &[("auth-type", "basic"), ("auth-secret", "other/file")],
+            ),
+            auth(
+                "plain",
+                "plain.com",
+                &[("auth-type", "basic"), ("auth-secret", "plain")],
+            ),
+            auth(
+                "digest",
+                "digest.com",
+                &[("auth-type", "digest"), ("auth-secret", "file")],
+            ),
+            auth(
+                "quote",
+                "quote.com",
+                &[
+                    ("auth-type", "basic"),
+                    ("auth-secret", "file"),
+                    ("auth-realm", "say \"hi\""),
+                ],
+            ),
+        ],
+    ]
+    .concat();
+    let c = run(&objects);
+    expect_problems(
+        &c,
+        &[
+            (
+                Severity::Rejected,
+                "shop/missing",
+                "auth-secret shop/nope: not found",
+            ),
+            (
+                Severity::Rejected,
+                "shop/elsewhere",
+                "is in another namespace",
+            ),
+            (
+                Severity::Rejected,
+                "shop/plain",
+                "line 1 (user \"eve\"): unsupported hash",
+            ),
+            (Severity::Rejected, "shop/digest", "\"digest\" is refused"),
+            (Severity::Rejected, "shop/quote", "auth-realm"),
+        ],
+    );
+    let users = |host: &str| {
+        let f = route(&c, host, "/").unwrap().features.clone().unwrap();
+        let auth = f.basic_auth.clone().unwrap();
+        (
+            auth.challenge.to_str().unwrap().to_string(),
+            auth.users.keys().cloned().collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        users("file.com"),
+        (
+            "Basic realm=\"Staff only\"".into(),
+            vec!["carol".to_string()]
+        )
+    );
+    assert_eq!(
+        users("map.com"),
+        (
+            "Basic realm=\"\"".into(),
+            vec!["carol".to_string(), "dan".to_string()]
+        )
+    );
+    for host in [
+        "missing.com",
+        "elsewhere.com",
+        "plain.com",
+        "digest.com",
+        "quote.com",
+    ] {
+        assert!(route(&c, host, "/").is_none(), "{host}");
+    }
+    // No hash in any message.
+    assert!(c.problems.iter().all(|p| !p.message.contains("hunter2")));
+}
