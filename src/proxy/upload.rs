@@ -6,8 +6,9 @@
 //!   to its pool: a connection still carrying a slow upload would make the
 //!   next, innocent request wait behind it;
 //! - did the client break it (malformed chunking, an abort, a stall past
-//!   `--client-body-timeout`)? That is the client's fault: 400 or 408, and
-//!   never a mark against the backend's health;
+//!   `--client-body-timeout`, more than the route's `proxy-body-size`)?
+//!   That is the client's fault: 400, 408 or 413, and never a mark against
+//!   the backend's health;
 //! - whose pace is it? While the proxy waits for the client, only the
 //!   client body timeout runs; while the backend does not take what the
 //!   client sent, `--proxy-send-timeout` runs; once the body is sent, the
