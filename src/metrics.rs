@@ -60,7 +60,7 @@ pub const HANDSHAKE_ERROR_REASONS: [&str; 6] = [
 /// or TRACE (`method`), and a request body the client broke
 /// (`body_malformed`, `body_aborted`) or stopped sending (`body_timeout`),
 /// and a head over `--max-request-header-size` (`head_too_large`).
-pub const CLIENT_ERROR_REASONS: [&str; 7] = [
+pub const CLIENT_ERROR_REASONS: [&str; 10] = [
     "bad_request",
     "bad_path",
     "method",
@@ -68,6 +68,9 @@ pub const CLIENT_ERROR_REASONS: [&str; 7] = [
     "body_malformed",
     "body_aborted",
     "body_timeout",
+    "body_too_large",
+    "source_range",
+    "unauthorized",
 ];
 
 /// Every metric family, registered once.

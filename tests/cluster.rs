@@ -1238,3 +1238,73 @@ async fn every_api_call_is_covered_by_deploy_rbac() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_annotations_take_their_ingress_out_with_a_warning_event() {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    let sso = classed(
+        ingress("default", "sso", "sso.local", &[("/", "Prefix", "one")]),
+        "rust-strom",
+    )
+    .replacen(
+        "metadata:\n",
+        "metadata:\n  annotations:\n    nginx.ingress.kubernetes.io/auth-url: \"http://oauth2-proxy.auth.svc/oauth2/auth\"\n",
+        1,
+    );
+    // Basic auth: cluster mode caches TLS Secrets only, so the users' Secret
+    // is not found and the Ingress is refused, never served open.
+    let basic = classed(
+        ingress("default", "basic", "basic.local", &[("/", "Prefix", "one")]),
+        "rust-strom",
+    )
+    .replacen(
+        "metadata:\n",
+        "metadata:\n  annotations:\n    nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: users\n",
+        1,
+    );
+    let users = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: users\n  namespace: default\ntype: Opaque\nstringData:\n  auth: \"carol:{SHA}/vNB+F2HQ559kaLUZbmHHvZrXpg=\"\n";
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+        sso,
+        basic,
+        users.to_string(),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+    wait_until(LIVE, "a Warning Event on sso", || async {
+        !cluster.warnings("sso").is_empty()
+    })
+    .await;
+    let event = &cluster.warnings("sso")[0];
+    assert_eq!(event["reason"], "Rejected", "{event}");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("nginx.ingress.kubernetes.io/auth-url is refused"),
+        "{event}"
+    );
+    assert!(routes_to(proxy.http_port, "app.local", "/", "one").await);
+    assert_eq!(
+        get(proxy.http_port, "sso.local", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    wait_until(LIVE, "a Warning Event on basic", || async {
+        !cluster.warnings("basic").is_empty()
+    })
+    .await;
+    let event = &cluster.warnings("basic")[0];
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("auth-secret default/users: not found"),
+        "{event}"
+    );
+    assert_eq!(
+        get(proxy.http_port, "basic.local", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -39,8 +39,24 @@ pub(super) fn add(
             return false;
         }
     };
+    let annotations = match super::annotations::parse(
+        ingress.metadata.annotations.as_ref(),
+        &key.namespace,
+        backends.snapshot(),
+    ) {
+        Ok(parsed) => parsed,
+        Err(reason) => {
+            problems.push(Problem::rejected(KIND, key, reason));
+            return false;
+        }
+    };
+    for notice in annotations.notices {
+        problems.push(Problem::warning(KIND, key, notice));
+    }
+    let https = annotations.https;
+    let features = annotations.features;
+    let from_to_www = annotations.from_to_www;
     let source = key.to_string();
-    let https = super::tls::https_policy(key, ingress, problems);
 
     if let Some(default) = spec.and_then(|s| s.default_backend.as_ref()) {
         let backend = resolve(key, default, backends, problems, "defaultBackend");
@@ -49,6 +65,7 @@ pub(super) fn add(
             backend,
             source: source.clone(),
             https: https.clone(),
+            features: features.clone(),
         };
         if let Err(kept) = builder.set_default(route) {
             problems.push(Problem::warning(
@@ -59,7 +76,17 @@ pub(super) fn add(
         }
     }
 
+    let mut www_done = Vec::new();
     for rule in rules {
+        if from_to_www
+            && let HostMatch::Exact(name) = &rule.host
+            && !www_done.contains(name)
+        {
+            if let Some(twin) = super::annotations::www_twin(name) {
+                builder.add_www(&twin, name);
+            }
+            www_done.push(name.clone());
+        }
         let what = format!("rule {} {}", rule.host, rule.path);
         let backend = resolve(key, rule.backend, backends, problems, &what);
         let route = Route {
@@ -67,6 +94,7 @@ pub(super) fn add(
             backend,
             source: source.clone(),
             https: https.clone(),
+            features: features.clone(),
         };
         if let Err(kept) = builder.add(&rule.host, route) {
             let message = if kept == source {
@@ -82,9 +110,21 @@ pub(super) fn add(
 
 /// The hosts whose routes a valid Ingress adds to, once per rule path;
 /// `None` when it is invalid (rejected whole, it adds nothing).
+/// With `from-to-www-redirect`, the other name of each host too.
 pub(super) fn rule_hosts(ingress: &Ingress) -> Option<Vec<HostMatch>> {
     let rules = validate(ingress).ok()?;
-    Some(rules.into_iter().map(|rule| rule.host).collect())
+    let www = super::annotations::mentions_from_to_www(ingress.metadata.annotations.as_ref());
+    let mut hosts = Vec::new();
+    for rule in rules {
+        if www
+            && let HostMatch::Exact(name) = &rule.host
+            && let Some(twin) = super::annotations::www_twin(name)
+        {
+            hosts.push(HostMatch::Exact(twin));
+        }
+        hosts.push(rule.host);
+    }
+    Some(hosts)
 }
 
 /// The backend of a rule; when it cannot be resolved, a backend without

@@ -5,6 +5,7 @@
 //! certificates are checked against). Bad objects are reported and skipped;
 //! they never stop the rest of the table from compiling.
 
+mod annotations;
 mod class;
 mod incremental;
 mod ingress;
@@ -24,13 +25,13 @@ use std::time::SystemTime;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+pub use annotations::{FORCE_SSL_REDIRECT, HSTS, NGINX, RUSTSTROM, SSL_REDIRECT};
 pub use class::CONTROLLER_NAME;
 pub use incremental::{Compiler, Delta, Update};
 pub use policy::PolicyStatus;
 pub use problem::{Problem, Severity};
 pub use secret::{SecretError, TLS_SECRET_TYPE};
 pub use service::WEIGHT_ANNOTATION;
-pub use tls::{FORCE_SSL_REDIRECT, HSTS, SSL_REDIRECT};
 pub use x509::rfc3339;
 
 use crate::model::{Backend, RoutingTable, TableBuilder};

@@ -90,6 +90,11 @@ impl fmt::Display for PortRef {
 }
 
 impl<'a> Resolver<'a> {
+    /// The snapshot it resolves from (annotations read Secrets from it).
+    pub(super) fn snapshot(&self) -> &'a Snapshot {
+        self.snapshot
+    }
+
     pub(super) fn new(
         snapshot: &'a Snapshot,
         options: &CompileOptions,

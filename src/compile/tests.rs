@@ -6,6 +6,7 @@
 //! (BalancerPolicies). [`incremental`] checks that incremental compiles give
 //! what a full compile gives.
 
+mod annotations;
 mod backends;
 mod incremental;
 mod invalid;

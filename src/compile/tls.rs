@@ -1,29 +1,19 @@
 //! TLS: the Secrets an Ingress names in `spec.tls` become certificates by
-//! server name, and its annotations become the [`HttpsPolicy`] of its routes.
+//! server name (its HTTPS annotations are read in [`super::annotations`]).
 //!
 //! A missing or broken Secret is reported once, with every host that falls
 //! back to the default certificate because of it; nothing else is affected.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use http::HeaderValue;
 use k8s_openapi::api::networking::v1::Ingress;
 use rustls::crypto::CryptoProvider;
 
 use super::Problem;
 use super::ingress::validate_host;
 use super::secret::{self, SecretError};
-use crate::model::{Certificate, HostMatch, HostTls, HttpsPolicy, TlsBuilder, TlsTable};
+use crate::model::{Certificate, HostMatch, HostTls, TlsBuilder, TlsTable};
 use crate::source::{ObjectKey, Snapshot};
-
-/// `"false"` keeps plain HTTP for hosts that have TLS.
-pub const SSL_REDIRECT: &str = "ruststrom.io/ssl-redirect";
-/// `"true"` redirects plain HTTP even for hosts without TLS here.
-pub const FORCE_SSL_REDIRECT: &str = "ruststrom.io/force-ssl-redirect";
-/// `"max-age=31536000; includeSubDomains"`: the `Strict-Transport-Security`
-/// value for HTTPS responses.
-pub const HSTS: &str = "ruststrom.io/hsts";
 
 const INGRESS: &str = "Ingress";
 const SECRET: &str = "Secret";
@@ -225,91 +215,5 @@ impl<'a> Certificates<'a> {
             },
         );
         result
-    }
-}
-
-/// The HTTPS policy an Ingress's annotations ask for. A malformed value is
-/// reported and its default used.
-pub(super) fn https_policy(
-    key: &ObjectKey,
-    ingress: &Ingress,
-    problems: &mut Vec<Problem>,
-) -> Arc<HttpsPolicy> {
-    let mut policy = HttpsPolicy::default();
-    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
-        return Arc::new(policy);
-    };
-    let mut flag = |name: &str, default: bool| match annotations.get(name) {
-        None => default,
-        Some(v) if v.eq_ignore_ascii_case("true") => true,
-        Some(v) if v.eq_ignore_ascii_case("false") => false,
-        Some(v) => {
-            problems.push(Problem::warning(
-                INGRESS,
-                key,
-                format!("annotation {name}: {v:?} is not \"true\" or \"false\"; {default} is used"),
-            ));
-            default
-        }
-    };
-    policy.ssl_redirect = flag(SSL_REDIRECT, true);
-    policy.force_ssl_redirect = flag(FORCE_SSL_REDIRECT, false);
-    if let Some(value) = annotations.get(HSTS) {
-        match hsts(value) {
-            Some(header) => policy.hsts = Some(header),
-            None => problems.push(Problem::warning(
-                INGRESS,
-                key,
-                format!(
-                    "annotation {HSTS}: {value:?} is not \"max-age=SECONDS\" with optional \
-                     \"; includeSubDomains\" and \"; preload\"; no HSTS header is sent"
-                ),
-            )),
-        }
-    }
-    Arc::new(policy)
-}
-
-/// A `Strict-Transport-Security` value as RFC 6797 writes it.
-fn hsts(value: &str) -> Option<HeaderValue> {
-    let mut directives = value.split(';').map(str::trim);
-    let max_age = directives.next()?.strip_prefix("max-age=")?;
-    if max_age.is_empty() || !max_age.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let known = |d: &str| {
-        d.is_empty()
-            || d.eq_ignore_ascii_case("includeSubDomains")
-            || d.eq_ignore_ascii_case("preload")
-    };
-    if !directives.all(known) {
-        return None;
-    }
-    HeaderValue::from_str(value.trim()).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hsts_values() {
-        for ok in [
-            "max-age=31536000",
-            "max-age=0",
-            "max-age=600; includeSubDomains",
-            "max-age=600; includeSubDomains; preload",
-        ] {
-            assert_eq!(hsts(ok).unwrap(), ok);
-        }
-        for bad in [
-            "",
-            "max-age=",
-            "max-age=soon",
-            "includeSubDomains",
-            "max-age=1; evil",
-        ] {
-            assert!(hsts(bad).is_none(), "{bad:?}");
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! read by [`crate::proxy`]. Nothing here knows about Kubernetes or hyper.
 
 mod backend;
+mod features;
 mod host;
 mod path;
 mod policy;
@@ -9,6 +10,7 @@ mod table;
 mod tls;
 
 pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
+pub use features::{BasicAuth, HeaderEdits, PasswordHash, Redirect, RouteFeatures, SourceRanges};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{

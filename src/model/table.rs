@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::host::wildcard_suffix;
-use super::{Backend, HostMatch, HttpsPolicy, PathMatch, TlsTable};
+use super::{Backend, HostMatch, HttpsPolicy, PathMatch, RouteFeatures, TlsTable};
 
 /// One path rule and where it sends traffic.
 #[derive(Clone, Debug)]
@@ -15,6 +15,9 @@ pub struct Route {
     pub source: String,
     /// What that Ingress asks of plain HTTP and HTTPS (shared by its routes).
     pub https: Arc<HttpsPolicy>,
+    /// What that Ingress's annotations ask on the request path; `None`
+    /// when nothing (shared by its routes).
+    pub features: Option<Arc<RouteFeatures>>,
 }
 
 /// The routes of one host, in precedence order (longest path first, `Exact`
@@ -27,6 +30,10 @@ pub struct Route {
 #[derive(Clone, Debug, Default)]
 pub struct HostRoutes {
     routes: Arc<[Route]>,
+    /// `from-to-www-redirect`: this name has no routes of its own, and its
+    /// requests are redirected to this host (the same name with or without
+    /// `www.`).
+    www: Option<Arc<str>>,
 }
 
 /// An immutable, fully resolved routing table. Lookup cost depends on the
@@ -41,6 +48,9 @@ pub struct RoutingTable {
     /// Certificates by server name, swapped with the routes they serve;
     /// shared by tables whose TLS part did not change.
     tls: Arc<TlsTable>,
+    /// Some exact host may be a `from-to-www-redirect` name: only then does
+    /// a request look for one.
+    has_www: bool,
 }
 
 /// Builds a table; refuses a rule that takes a host and path already taken
@@ -53,6 +63,9 @@ pub struct TableBuilder {
     any: Vec<Route>,
     default_backend: Option<Route>,
     tls: TlsTable,
+    /// `from-to-www-redirect` names and their targets, first come first
+    /// served; dropped at build for names that have routes.
+    www: HashMap<String, String>,
 }
 
 // === impl HostRoutes ===
@@ -80,16 +93,24 @@ impl HostRoutes {
         }
         copy.map(|routes| HostRoutes {
             routes: routes.into(),
+            www: self.www.clone(),
         })
     }
 }
 
 /// Inserts in precedence order. An identical rule to the same backend is a
-/// harmless duplicate; to another backend it is a conflict and the route
-/// already there (from an older Ingress) is returned.
+/// harmless duplicate; to another backend, or with other request-path
+/// features (a newer Ingress's restriction must not vanish silently), it is
+/// a conflict and the route already there (from an older Ingress) is
+/// returned.
 fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
     match routes.binary_search_by(|r| r.path.precedence(&route.path)) {
-        Ok(i) if routes[i].backend.same_target(&route.backend) => Ok(()),
+        Ok(i)
+            if routes[i].backend.same_target(&route.backend)
+                && routes[i].features == route.features =>
+        {
+            Ok(())
+        }
         Ok(i) => Err(&routes[i]),
         Err(i) => {
             routes.insert(i, route);
@@ -126,6 +147,27 @@ impl RoutingTable {
 
     pub fn default_backend(&self) -> Option<&Route> {
         self.default_backend.as_ref()
+    }
+
+    /// The host a `from-to-www-redirect` sends a normalized request host to,
+    /// when that name has no routes of its own. Costs nothing when no
+    /// Ingress asks for it.
+    pub fn www_redirect(&self, host: &str) -> Option<&str> {
+        if !self.has_www {
+            return None;
+        }
+        self.exact.get(host)?.www.as_deref()
+    }
+
+    /// Every `from-to-www-redirect` name and its target, sorted.
+    pub fn www_redirects(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .exact
+            .iter()
+            .filter_map(|(from, h)| Some((&**from, h.www.as_deref()?)))
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// The routes of one host entry (not what a lookup of that name would
@@ -209,6 +251,7 @@ impl RoutingTable {
             any,
             default_backend,
             tls: self.tls.clone(),
+            has_www: self.has_www,
         }
     }
 
@@ -258,6 +301,9 @@ impl RoutingTable {
             any,
             default_backend,
             tls: tls.map_or_else(|| self.tls.clone(), Arc::new),
+            // Conservative: a stale `true` costs one lookup, never a wrong
+            // answer.
+            has_www: self.has_www || from.has_www,
         }
     }
 
@@ -350,31 +396,57 @@ impl TableBuilder {
         }
     }
 
+    /// Redirects `from` (which must have no routes) to `to`, for
+    /// `from-to-www-redirect`. The first Ingress to ask keeps the name.
+    pub fn add_www(&mut self, from: &str, to: &str) {
+        self.www
+            .entry(from.to_string())
+            .or_insert_with(|| to.to_string());
+    }
+
     /// Sets the TLS part, compiled beside the routes.
     pub fn set_tls(&mut self, tls: TlsTable) {
         self.tls = tls;
     }
 
-    pub fn build(self) -> RoutingTable {
-        let hosts = |map: HashMap<String, Vec<Route>>| {
+    pub fn build(mut self) -> RoutingTable {
+        // As ingress-nginx: a name some Ingress has rules for is served by
+        // them, never redirected.
+        let www: Vec<(String, String)> = std::mem::take(&mut self.www)
+            .into_iter()
+            .filter(|(from, _)| !self.exact.contains_key(from))
+            .collect();
+        let hosts = |map: HashMap<String, Vec<Route>>| -> HashMap<Arc<str>, HostRoutes> {
             map.into_iter()
                 .map(|(host, routes)| {
                     let routes = HostRoutes {
                         routes: routes.into(),
+                        www: None,
                     };
                     (Arc::from(host), routes)
                 })
                 .collect()
         };
+        let mut exact = hosts(self.exact);
+        let has_www = !www.is_empty();
+        for (from, to) in www {
+            let entry = HostRoutes {
+                routes: Arc::from([]),
+                www: Some(Arc::from(to)),
+            };
+            exact.insert(Arc::from(from), entry);
+        }
         RoutingTable {
             generation: self.generation,
-            exact: hosts(self.exact),
+            exact,
             wildcard: hosts(self.wildcard),
             any: HostRoutes {
                 routes: self.any.into(),
+                www: None,
             },
             default_backend: self.default_backend,
             tls: Arc::new(self.tls),
+            has_www,
         }
     }
 }
@@ -389,6 +461,7 @@ mod tests {
             backend: Arc::new(Backend::new(backend.into(), vec![], vec![])),
             source: source.into(),
             https: Arc::default(),
+            features: None,
         }
     }
 

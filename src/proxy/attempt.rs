@@ -254,6 +254,7 @@ fn is_gateway_error(status: StatusCode) -> bool {
 pub fn into_upstream(
     req: Request<Incoming>,
     body_timeout: std::time::Duration,
+    max_body: Option<u64>,
 ) -> (Request<UpstreamBody>, Option<Arc<Watch>>) {
     if req.body().is_end_stream() {
         return (req.map(|_| Either::Right(Empty::new())), None);
@@ -268,7 +269,7 @@ pub fn into_upstream(
             header::HeaderValue::from_static("chunked"),
         );
     }
-    let (upload, watch) = super::upload::Upload::new(body, body_timeout);
+    let (upload, watch) = super::upload::Upload::new(body, body_timeout, max_body);
     (
         Request::from_parts(parts, Either::Left(Box::new(upload))),
         Some(watch),

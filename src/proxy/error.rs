@@ -49,7 +49,15 @@ pub enum ProxyError {
     /// CONNECT or TRACE, which the proxy never forwards.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The client broke its request body (400), or stopped sending it (408).
+    /// The route asks for basic authentication and the request's
+    /// credentials are missing or wrong; the value is the challenge.
+    #[error("the request is not authenticated")]
+    Unauthorized(HeaderValue),
+    /// The route's source ranges do not allow the client's address.
+    #[error("the client's address is not allowed on this route")]
+    Forbidden,
+    /// The client broke its request body (400), stopped sending it (408),
+    /// or sent more than the route allows (413).
     #[error("the client's request body failed: {0:?}")]
     ClientBody(ClientFault),
 }
@@ -66,7 +74,10 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ClientBody(ClientFault::TimedOut) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBody(ClientFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -82,6 +93,9 @@ impl ProxyError {
             ProxyError::ClientBody(ClientFault::Malformed) => Some("body_malformed"),
             ProxyError::ClientBody(ClientFault::Aborted) => Some("body_aborted"),
             ProxyError::ClientBody(ClientFault::TimedOut) => Some("body_timeout"),
+            ProxyError::ClientBody(ClientFault::TooLarge) => Some("body_too_large"),
+            ProxyError::Forbidden => Some("source_range"),
+            ProxyError::Unauthorized(_) => Some("unauthorized"),
             _ => None,
         }
     }
@@ -111,7 +125,10 @@ impl ProxyError {
             ProxyError::BadPath(_) => "the path cannot be routed",
             ProxyError::MethodNotAllowed => "this method is not forwarded",
             ProxyError::HeadTooLarge => "the request headers are too large",
+            ProxyError::Forbidden => "this address may not use this route",
+            ProxyError::Unauthorized(_) => "authentication is required",
             ProxyError::ClientBody(ClientFault::TimedOut) => "the request body stopped arriving",
+            ProxyError::ClientBody(ClientFault::TooLarge) => "the request body is too large",
             ProxyError::ClientBody(_) => "the request body was broken",
         };
         let body = format!(
@@ -126,6 +143,10 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         match self {
+            ProxyError::Unauthorized(challenge) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
             ProxyError::MethodNotAllowed => {
                 resp.headers_mut().insert(
                     header::ALLOW,

@@ -1,7 +1,8 @@
 //! The request path: admit, route, pick an endpoint, forward, answer.
 //!
 //! In order: [`admission`] (method, one valid host, the path in normal
-//! form), the route lookup, [`redirect`] to HTTPS, the endpoint pick,
+//! form), the route lookup, [`redirect`] to HTTPS, the route's annotation
+//! [`features`] (none for most routes), the endpoint pick,
 //! [`prepare`] (headers for the backend), then [`attempt`] under the
 //! timers in [`until_response`], and the answer's headers on the way back.
 
@@ -21,7 +22,7 @@ use super::body::{GaugeGuard, Tracked};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
-use super::{Proxy, ProxyError, cookie, upgrade};
+use super::{Proxy, ProxyError, cookie, features, route_redirect, upgrade};
 use crate::balance::{hash_with, sticky_id};
 use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
 
@@ -83,13 +84,23 @@ async fn forward(
         proxy.limits.encoded_slashes,
         proxy.limits.max_request_header_size,
     )?;
-    let backend = {
+    let (backend, features) = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_name = normalize_host(host_name);
+        if let Some(to) = table.www_redirect(&host_name) {
+            return route_redirect::to_www_twin(to, conn, req.headers(), host.as_ref(), req.uri())
+                .ok_or(ProxyError::BadRequest("the host cannot be redirected"));
+        }
         let route = table
             .lookup(&host_name, req.uri().path())
             .ok_or(ProxyError::NoRoute)?;
+        let features = route.features.as_deref();
+        if let Some(answer) =
+            features.and_then(|f| features::redirect(f, conn, host.as_ref(), req.uri().path()))
+        {
+            return Ok(answer);
+        }
         match redirect::decide(conn, req.headers(), &host_name, &route.https, table.tls()) {
             Decision::Redirect => {
                 return redirect::to_https(&host_name, req.uri(), proxy.https.redirect_port).ok_or(
@@ -99,8 +110,14 @@ async fn forward(
             Decision::Hsts(value) => *hsts = Some(value),
             Decision::Forward => {}
         }
-        route.backend.clone()
+        if let Some(features) = features {
+            features::admit(features, conn, req.headers(), &proxy.https)?;
+        }
+        (route.backend.clone(), route.features.clone())
     };
+    if let Some(features) = features.as_deref() {
+        features::authenticate(features, req.headers()).await?;
+    }
 
     // Which endpoint: the one a valid sticky cookie names, else the
     // balancer's pick (keyed by the request for the hashing algorithms).
@@ -122,7 +139,11 @@ async fn forward(
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     prepare(&mut req, conn, picked.endpoint, host, upgrade);
-    let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout);
+    let max_body = features.as_deref().and_then(|f| f.max_body);
+    if let Some(features) = features.as_deref() {
+        features::request_headers(features, req.headers_mut());
+    }
+    let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout, max_body);
 
     let metrics = backend.metrics();
     let gauge = GaugeGuard::new(&metrics.in_flight);
@@ -198,6 +219,9 @@ async fn forward(
         && let Some(value) = cookie::set_sticky(sticky, &sticky_id(sent.in_flight.state().key()))
     {
         response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    if let Some(features) = features.as_deref() {
+        features::response_headers(features, response.headers_mut());
     }
     let read_timeout = policy
         .read_timeout

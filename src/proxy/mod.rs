@@ -4,7 +4,8 @@
 //! per connection, idle and stall limits from [`limits`]; on the HTTPS
 //! listener the [`tls`] handshake first) -> [`handler::handle`]
 //! ([`admission`]: method, host and the path's [`normalize`]d form; route
-//! lookup in the live table, [`redirect`] to HTTPS, endpoint pick) ->
+//! lookup in the live table, [`redirect`] to HTTPS, the route's annotation
+//! [`features`], endpoint pick) ->
 //! [`headers`] (forwarding headers, hop-by-hop removal) -> [`attempt`]
 //! (retries, passive health; the client's body watched by [`upload`]) ->
 //! [`upstream`] (keep-alive connections pooled per endpoint) -> back
@@ -13,16 +14,20 @@
 
 pub mod admission;
 pub mod attempt;
+pub mod basic_auth;
 pub mod body;
 pub mod conn;
 pub mod cookie;
 pub mod error;
+pub mod features;
 pub mod handler;
 pub mod headers;
 pub mod limits;
 pub mod listener;
 pub mod normalize;
 pub mod redirect;
+pub mod route_redirect;
+pub mod source_range;
 pub mod tls;
 pub mod upgrade;
 pub mod upload;

@@ -122,7 +122,7 @@ fn is_plain_host(host: &str) -> bool {
 
 /// Whether the first `X-Forwarded-Proto` says `https` (the client-facing
 /// hop is the first one a chain of proxies records).
-fn forwarded_https(headers: &HeaderMap) -> bool {
+pub(super) fn forwarded_https(headers: &HeaderMap) -> bool {
     headers
         .get(&X_FORWARDED_PROTO)
         .and_then(|v| v.to_str().ok())

@@ -6,8 +6,9 @@
 //!   to its pool: a connection still carrying a slow upload would make the
 //!   next, innocent request wait behind it;
 //! - did the client break it (malformed chunking, an abort, a stall past
-//!   `--client-body-timeout`)? That is the client's fault: 400 or 408, and
-//!   never a mark against the backend's health;
+//!   `--client-body-timeout`, more than the route's `proxy-body-size`)?
+//!   That is the client's fault: 400, 408 or 413, and never a mark against
+//!   the backend's health;
 //! - whose pace is it? While the proxy waits for the client, only the
 //!   client body timeout runs; while the backend does not take what the
 //!   client sent, `--proxy-send-timeout` runs; once the body is sent, the
@@ -33,6 +34,8 @@ pub enum ClientFault {
     Aborted,
     /// The client stopped sending for longer than `--client-body-timeout`.
     TimedOut,
+    /// The body grew past the route's `proxy-body-size`.
+    TooLarge,
 }
 
 /// What the request path sees of an upload in progress.
@@ -60,6 +63,7 @@ const SENT: u8 = 1;
 const MALFORMED: u8 = 2;
 const ABORTED: u8 = 3;
 const TIMED_OUT: u8 = 4;
+const TOO_LARGE: u8 = 5;
 
 /// Where an upload stands, for the request path's timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +99,7 @@ impl Watch {
             MALFORMED => Some(ClientFault::Malformed),
             ABORTED => Some(ClientFault::Aborted),
             TIMED_OUT => Some(ClientFault::TimedOut),
+            TOO_LARGE => Some(ClientFault::TooLarge),
             _ => None,
         }
     }
@@ -149,11 +154,18 @@ pub struct Upload {
     /// Armed while waiting for the client; boxed and made only then, so a
     /// body that arrives whole costs no timer.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The route's `proxy-body-size`, when it sets one: a body that grows
+    /// past it while streaming (chunked, or HTTP/2 without a length) is cut
+    /// off with [`ClientFault::TooLarge`].
+    max: Option<u64>,
+    /// Data bytes taken from the client so far.
+    received: u64,
 }
 
 impl Upload {
-    /// Watches `inner`; the client may pause up to `idle` between pieces.
-    pub fn new(inner: Incoming, idle: Duration) -> (Self, Arc<Watch>) {
+    /// Watches `inner`; the client may pause up to `idle` between pieces
+    /// and send at most `max` bytes.
+    pub fn new(inner: Incoming, idle: Duration, max: Option<u64>) -> (Self, Arc<Watch>) {
         let watch = Arc::new(Watch::new());
         watch.mark_progress();
         let upload = Self {
@@ -161,6 +173,8 @@ impl Upload {
             watch: watch.clone(),
             idle,
             timer: None,
+            max,
+            received: 0,
         };
         (upload, watch)
     }
@@ -170,6 +184,7 @@ impl Upload {
             ClientFault::Malformed => MALFORMED,
             ClientFault::Aborted => ABORTED,
             ClientFault::TimedOut => TIMED_OUT,
+            ClientFault::TooLarge => TOO_LARGE,
         });
         UploadError(fault)
     }
@@ -196,6 +211,13 @@ impl Body for Upload {
         let polled = Pin::new(&mut this.inner).poll_frame(&mut Context::from_waker(&relay));
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(max) = this.max {
+                    let len = frame.data_ref().map_or(0, Bytes::len) as u64;
+                    this.received = this.received.saturating_add(len);
+                    if this.received > max {
+                        return Poll::Ready(Some(Err(this.fail(ClientFault::TooLarge))));
+                    }
+                }
                 this.watch
                     .waiting_for_client
                     .store(false, Ordering::Release);

@@ -20,7 +20,7 @@ use crate::source::ObjectKey;
 // ---------------------------------------------------------------- world
 
 /// Rule hosts, the valid ones more often than the invalid one.
-const HOSTS: [Option<&str>; 9] = [
+const HOSTS: [Option<&str>; 10] = [
     None,
     Some("a.x.test"),
     Some("a.x.test"),
@@ -29,6 +29,7 @@ const HOSTS: [Option<&str>; 9] = [
     Some("*.x.test"),
     Some("c.y.test"),
     Some("c.y.test"),
+    Some("www.c.y.test"),
     Some("bad_host"),
 ];
 const PATHS: [&str; 5] = ["/", "/a", "/a/b", "/a/", "/c"];
@@ -63,6 +64,17 @@ const SECRETS: [Option<&str>; 6] = [
 ];
 const CREATED: [Option<&str>; 4] = [None, Some(OLD), Some(MID), Some(NEW)];
 const HSTS_VALUES: [Option<&str>; 3] = [None, Some("max-age=600"), Some("forever")];
+/// Request-path annotations: none (most often), one that is honoured, one
+/// whose value does not parse (the Ingress is rejected).
+const FEATURES: [Option<(&str, &str)>; 4] = [
+    None,
+    None,
+    Some((
+        "nginx.ingress.kubernetes.io/whitelist-source-range",
+        "10.0.0.0/8",
+    )),
+    Some(("nginx.ingress.kubernetes.io/proxy-body-size", "lots")),
+];
 /// Ingresses are named `i0` to `i5`: few, so that edits meet.
 const NAMES: usize = 6;
 /// A year: the `soon` certificate has expired a year after [`now`].
@@ -77,6 +89,9 @@ struct Spec {
     default: Option<(&'static str, &'static str)>,
     tls: Vec<(Vec<&'static str>, Option<&'static str>)>,
     hsts: Option<&'static str>,
+    features: Option<(&'static str, &'static str)>,
+    /// `from-to-www-redirect: "true"`.
+    www: bool,
 }
 
 /// One change to the snapshot.
@@ -120,15 +135,21 @@ fn spec() -> impl Strategy<Value = Spec> {
         prop::option::weighted(0.25, (select(SERVICES.to_vec()), select(PORTS.to_vec()))),
         prop::collection::vec(tls, 0..2),
         select(HSTS_VALUES.to_vec()),
+        select(FEATURES.to_vec()),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(created, ours, rules, default, tls, hsts)| Spec {
-            created,
-            ours,
-            rules,
-            default,
-            tls,
-            hsts,
-        })
+        .prop_map(
+            |(created, ours, rules, default, tls, hsts, features, www)| Spec {
+                created,
+                ours,
+                rules,
+                default,
+                tls,
+                hsts,
+                features,
+                www,
+            },
+        )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -169,6 +190,12 @@ fn mk(name: usize, spec: &Spec) -> Object {
     }
     if let Some(hsts) = spec.hsts {
         ing = ing.annotate(HSTS, hsts);
+    }
+    if let Some((key, value)) = spec.features {
+        ing = ing.annotate(key, value);
+    }
+    if spec.www {
+        ing = ing.annotate("nginx.ingress.kubernetes.io/from-to-www-redirect", "true");
     }
     ing.build()
 }
@@ -302,7 +329,7 @@ fn describe(table: &RoutingTable) -> Vec<String> {
     let route = |host: String, r: &Route| {
         let b = &r.backend;
         format!(
-            "{host} {} -> {} ({}) ready={:?} fallback={:?} weights={:?} policy={:?} from {} https={:?}",
+            "{host} {} -> {} ({}) ready={:?} fallback={:?} weights={:?} policy={:?} from {} https={:?} features={:?}",
             r.path,
             b.id,
             b.service,
@@ -312,6 +339,7 @@ fn describe(table: &RoutingTable) -> Vec<String> {
             b.policy,
             r.source,
             r.https,
+            r.features,
         )
     };
     let mut out = vec![format!("generation {}", table.generation())];
@@ -322,6 +350,12 @@ fn describe(table: &RoutingTable) -> Vec<String> {
             .map(|(host, r)| route(host.to_string(), r)),
     );
     out.extend(table.default_backend().map(|r| route("default".into(), r)));
+    out.extend(
+        table
+            .www_redirects()
+            .into_iter()
+            .map(|(from, to)| format!("www {from} -> {to}")),
+    );
     let tls = table.tls();
     for (host, t) in tls.hosts() {
         let certificate = t.certificate.as_ref().map(|c| (&c.secret, c.not_after));

@@ -1,0 +1,491 @@
+//! An Ingress's annotations, under `ruststrom.io/` and
+//! `nginx.ingress.kubernetes.io/`, checked and parsed once into the typed
+//! policy of its routes.
+//!
+//! Fail closed: a refused annotation (one RustStrom cannot honour and whose
+//! absence could open or misroute traffic), a value that does not parse, or
+//! an unknown `ruststrom.io/` name rejects the whole Ingress. Annotations
+//! without effect here are accepted with a notice.
+
+mod basic_auth;
+mod list;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, StatusCode, Uri};
+use ipnet::IpNet;
+
+use list::Status;
+
+use crate::model::{HeaderEdits, HttpsPolicy, Redirect, RouteFeatures, SourceRanges};
+use crate::source::Snapshot;
+
+pub const RUSTSTROM: &str = "ruststrom.io/";
+pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+/// `"false"` keeps plain HTTP for hosts that have TLS.
+pub const SSL_REDIRECT: &str = "ruststrom.io/ssl-redirect";
+/// `"true"` redirects plain HTTP even for hosts without TLS here.
+pub const FORCE_SSL_REDIRECT: &str = "ruststrom.io/force-ssl-redirect";
+/// `"max-age=31536000; includeSubDomains"`: the `Strict-Transport-Security`
+/// value for HTTPS responses.
+pub const HSTS: &str = "ruststrom.io/hsts";
+
+/// What an accepted Ingress's annotations ask of its routes.
+#[derive(Debug, Default)]
+pub(super) struct Parsed {
+    pub(super) https: Arc<HttpsPolicy>,
+    /// `None` when no request-path feature is asked.
+    pub(super) features: Option<Arc<RouteFeatures>>,
+    /// Accepted without effect: one line per annotation, for a warning.
+    pub(super) notices: Vec<String>,
+    /// `from-to-www-redirect`: the other name of each host (with or without
+    /// `www.`) redirects to it.
+    pub(super) from_to_www: bool,
+}
+
+/// Checks every annotation and parses the honoured ones, reading the
+/// Secrets they name in `namespace` from `snapshot`. `Err` is the reason
+/// the Ingress is rejected, naming the annotation.
+pub(super) fn parse(
+    annotations: Option<&BTreeMap<String, String>>,
+    namespace: &str,
+    snapshot: &Snapshot,
+) -> Result<Parsed, String> {
+    let Some(annotations) = annotations else {
+        return Ok(Parsed::default());
+    };
+    let mut notices = Vec::new();
+    for (key, value) in annotations {
+        check(key, value, &mut notices)?;
+    }
+    let read = Reader { annotations };
+    let https = HttpsPolicy {
+        ssl_redirect: read.bool("ssl-redirect")?.unwrap_or(true),
+        force_ssl_redirect: read.bool("force-ssl-redirect")?.unwrap_or(false),
+        hsts: read.parse("hsts", hsts)?,
+    };
+    let allow = match read.parse("allowlist-source-range", cidrs)? {
+        Some(list) => Some(list),
+        None => read.parse("whitelist-source-range", cidrs)?,
+    };
+    let deny = read.parse("denylist-source-range", cidrs)?;
+    let source_ranges = (allow.is_some() || deny.is_some()).then(|| SourceRanges {
+        allow: allow.unwrap_or_default(),
+        deny: deny.unwrap_or_default(),
+    });
+    let basic_auth = match read.get("auth-type") {
+        Some((key, auth_type)) => {
+            let asked = basic_auth::Asked {
+                auth_type,
+                secret: read.get("auth-secret").map(|(_, v)| v),
+                secret_type: read.get("auth-secret-type").map(|(_, v)| v),
+                realm: read.get("auth-realm").map(|(_, v)| v),
+            };
+            let users = basic_auth::load(&asked, namespace, snapshot)
+                .map_err(|why| format!("annotation {key}: {why}"))?;
+            Some(users)
+        }
+        None => {
+            // As ingress-nginx: without auth-type there is no authentication.
+            for name in ["auth-secret", "auth-secret-type", "auth-realm"] {
+                if let Some((key, _)) = read.get(name) {
+                    notices.push(format!(
+                        "annotation {key} has no effect without auth-type: basic"
+                    ));
+                }
+            }
+            None
+        }
+    };
+    let features = RouteFeatures {
+        basic_auth,
+        app_root: read.parse("app-root", app_root)?,
+        redirect: redirect(&read)?,
+        source_ranges,
+        max_body: read.parse("proxy-body-size", body_size)?.flatten(),
+        upstream_vhost: read.parse("upstream-vhost", upstream_vhost)?,
+        forwarded_prefix: read.parse("x-forwarded-prefix", forwarded_prefix)?,
+        request_headers: read.parse("request-headers", |v| header_edits(v, Side::Request))?,
+        response_headers: read.parse("response-headers", |v| header_edits(v, Side::Response))?,
+    };
+    Ok(Parsed {
+        https: Arc::new(https),
+        features: (!features.is_empty()).then(|| Arc::new(features)),
+        notices,
+        from_to_www: read.bool("from-to-www-redirect")?.unwrap_or(false),
+    })
+}
+
+/// Whether an Ingress's annotations name `from-to-www-redirect` at all
+/// (set or not, valid or not): the incremental compile counts the other
+/// names as hosts it may add to. More is harmless there.
+pub(super) fn mentions_from_to_www(annotations: Option<&BTreeMap<String, String>>) -> bool {
+    annotations.is_some_and(|a| {
+        a.contains_key(&format!("{RUSTSTROM}from-to-www-redirect"))
+            || a.contains_key(&format!("{NGINX}from-to-www-redirect"))
+    })
+}
+
+/// The other name of a `from-to-www-redirect` host: without `www.` when it
+/// has it, with it otherwise. `None` when that is not a valid host name.
+pub(super) fn www_twin(host: &str) -> Option<String> {
+    let twin = match host.strip_prefix("www.") {
+        Some(bare) => bare.to_string(),
+        None => format!("www.{host}"),
+    };
+    super::ingress::validate_host(&twin).ok()?;
+    Some(twin)
+}
+
+/// Whether one annotation may be served, and with what notice.
+fn check(key: &str, value: &str, notices: &mut Vec<String>) -> Result<(), String> {
+    let (name, ours) = if let Some(name) = key.strip_prefix(RUSTSTROM) {
+        (name, true)
+    } else if let Some(name) = key.strip_prefix(NGINX) {
+        (name, false)
+    } else {
+        // Other prefixes (kubectl's, kubernetes.io/ingress.class, ...) are
+        // not about routing.
+        return Ok(());
+    };
+    let known = list::find(name).filter(|k| ours || k.nginx);
+    let Some(known) = known else {
+        if let Some(why) = list::refused_pattern(name) {
+            return Err(format!("annotation {key} is refused: {why}"));
+        }
+        if ours {
+            return Err(format!(
+                "annotation {key} is unknown (a misspelt name must not drop a setting); see docs/annotations.md"
+            ));
+        }
+        notices.push(format!(
+            "annotation {key} is not one RustStrom knows, and has no effect"
+        ));
+        return Ok(());
+    };
+    match known.status {
+        Status::Honoured => Ok(()),
+        Status::Ignored => {
+            notices.push(format!(
+                "annotation {key} has no effect here: {}",
+                known.why
+            ));
+            Ok(())
+        }
+        Status::OnlyAs(allowed) if only_as(value, allowed) => {
+            notices.push(format!(
+                "annotation {key}: {value:?} is what RustStrom does anyway"
+            ));
+            Ok(())
+        }
+        Status::OnlyAs(allowed) => Err(format!(
+            "annotation {key}: {value:?} is refused ({}); only {} is accepted",
+            known.why,
+            allowed.join(", ")
+        )),
+        Status::Refused => Err(format!("annotation {key} is refused: {}", known.why)),
+    }
+}
+
+fn only_as(value: &str, allowed: &[&str]) -> bool {
+    let value = value.trim();
+    allowed.iter().any(|a| {
+        a.eq_ignore_ascii_case(value) || (*a == "false" && parse_bool(value) == Some(false))
+    })
+}
+
+/// Reads one name under both prefixes; `ruststrom.io/` wins.
+struct Reader<'a> {
+    annotations: &'a BTreeMap<String, String>,
+}
+
+impl Reader<'_> {
+    /// The key that is set for `name`, and its value.
+    fn get(&self, name: &str) -> Option<(String, &str)> {
+        let known = list::find(name)?;
+        let ours = format!("{RUSTSTROM}{name}");
+        if let Some(v) = self.annotations.get(&ours) {
+            return Some((ours, v));
+        }
+        if !known.nginx {
+            return None;
+        }
+        let theirs = format!("{NGINX}{name}");
+        self.annotations.get(&theirs).map(|v| (theirs, v.as_str()))
+    }
+
+    /// The parsed value, `None` when not set; a value `parse` refuses
+    /// rejects the Ingress with its reason.
+    fn parse<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        match self.get(name) {
+            None => Ok(None),
+            Some((key, value)) => parse(value)
+                .map(Some)
+                .map_err(|why| format!("annotation {key}: {value:?} {why}")),
+        }
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, String> {
+        self.parse(name, |v| {
+            parse_bool(v).ok_or_else(|| "is not \"true\" or \"false\"".into())
+        })
+    }
+}
+
+/// Go's `strconv.ParseBool`, which ingress-nginx uses, plus any case of
+/// `true` and `false` (which RustStrom accepted before).
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim() {
+        "1" | "t" | "T" => Some(true),
+        "0" | "f" | "F" => Some(false),
+        v if v.eq_ignore_ascii_case("true") => Some(true),
+        v if v.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// A `Strict-Transport-Security` value as RFC 6797 writes it.
+fn hsts(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str =
+        "is not \"max-age=SECONDS\" with optional \"; includeSubDomains\" and \"; preload\"";
+    let mut directives = value.split(';').map(str::trim);
+    let max_age = directives
+        .next()
+        .and_then(|d| d.strip_prefix("max-age="))
+        .ok_or(WANT)?;
+    if max_age.is_empty() || !max_age.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(WANT.into());
+    }
+    let known = |d: &str| {
+        d.is_empty()
+            || d.eq_ignore_ascii_case("includeSubDomains")
+            || d.eq_ignore_ascii_case("preload")
+    };
+    if !directives.all(known) {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value.trim()).map_err(|_| WANT.into())
+}
+
+/// A comma-separated list of CIDRs or single addresses, as ingress-nginx
+/// reads its source ranges. Every entry must parse (ingress-nginx drops the
+/// bad ones when some parse; a typo must not widen or narrow a list here).
+fn cidrs(value: &str) -> Result<Vec<IpNet>, String> {
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        if entry.is_empty() {
+            continue;
+        }
+        let net = entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("has {entry:?}, which is neither an address nor a CIDR"))?;
+        out.push(net.trunc());
+    }
+    if out.is_empty() {
+        return Err("lists no address".into());
+    }
+    Ok(out)
+}
+
+/// `temporal-redirect` (302 by default), else `permanent-redirect` (301 by
+/// default). Both codes are checked when set, used or not.
+fn redirect(read: &Reader<'_>) -> Result<Option<Redirect>, String> {
+    let temporal_code = read.parse("temporal-redirect-code", |v| code(v, 307))?;
+    let permanent_code = read.parse("permanent-redirect-code", |v| code(v, 308))?;
+    if let Some(location) = read.parse("temporal-redirect", redirect_url)? {
+        let status = temporal_code.unwrap_or(StatusCode::FOUND);
+        return Ok(Some(Redirect { status, location }));
+    }
+    Ok(read
+        .parse("permanent-redirect", redirect_url)?
+        .map(|location| Redirect {
+            status: permanent_code.unwrap_or(StatusCode::MOVED_PERMANENTLY),
+            location,
+        }))
+}
+
+/// A redirect status from 300 to `max`.
+fn code(value: &str, max: u16) -> Result<StatusCode, String> {
+    let want = || format!("is not a redirect status from 300 to {max}");
+    let n: u16 = value.trim().parse().map_err(|_| want())?;
+    if !(300..=max).contains(&n) {
+        return Err(want());
+    }
+    StatusCode::from_u16(n).map_err(|_| want())
+}
+
+/// The characters ingress-nginx allows in a redirect URL: no spaces, no
+/// quotes, no nginx variables (`$`).
+fn url_chars(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/:,?&=".contains(&b))
+}
+
+/// An absolute `http` or `https` URL for a `Location`.
+fn redirect_url(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str = "is not an http or https URL of letters, digits and -._~/:,?&=";
+    let value = value.trim();
+    if !url_chars(value) {
+        return Err(WANT.into());
+    }
+    let uri: Uri = value.parse().map_err(|_| WANT)?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    if !scheme_ok || !host_ok || value.contains('@') {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value).map_err(|_| WANT.into())
+}
+
+/// An absolute path (with an optional query) to redirect `/` to.
+fn app_root(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str = "is not a path such as /app (letters, digits and -._~/:,?&=)";
+    let value = value.trim();
+    let path_ok = value.starts_with('/') && !value.starts_with("//") && url_chars(value);
+    if !path_ok || value.parse::<http::uri::PathAndQuery>().is_err() {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value).map_err(|_| WANT.into())
+}
+
+/// A host name or address, with an optional port, for the backend's `Host`.
+fn upstream_vhost(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str =
+        "is not a host name with an optional port (nginx variables are not expanded)";
+    let value = value.trim();
+    let authority: http::uri::Authority = value.parse().map_err(|_| WANT)?;
+    let plain = !value.contains('@')
+        && !authority.host().is_empty()
+        && authority
+            .host()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !plain {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value).map_err(|_| WANT.into())
+}
+
+/// A path for `X-Forwarded-Prefix`.
+fn forwarded_prefix(value: &str) -> Result<HeaderValue, String> {
+    const WANT: &str =
+        "is not a path of letters, digits and -._~/: (nginx variables are not expanded)";
+    let value = value.trim();
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/:".contains(&b));
+    if !ok {
+        return Err(WANT.into());
+    }
+    HeaderValue::from_str(value).map_err(|_| WANT.into())
+}
+
+/// Which way a header edit goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
+/// `{"set": {"Name": "value", ...}, "remove": ["Name", ...]}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditsSpec {
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// Headers an edit may not touch: the message's framing and connection
+/// (the proxy owns them), and on requests the headers the proxy sets for
+/// the backend to trust (`Host` is `upstream-vhost`'s).
+fn owned_by_the_proxy(name: &HeaderName, side: Side) -> bool {
+    let framing = matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+    ) || name.as_str().starts_with("proxy-");
+    let forwarding = matches!(
+        name.as_str(),
+        "host"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-forwarded-port"
+            | "x-real-ip"
+    );
+    framing || (side == Side::Request && forwarding)
+}
+
+fn header_edits(value: &str, side: Side) -> Result<HeaderEdits, String> {
+    let spec: EditsSpec = serde_json::from_str(value).map_err(|e| {
+        format!("is not {{\"set\": {{\"Name\": \"value\"}}, \"remove\": [\"Name\"]}}: {e}")
+    })?;
+    let name = |raw: &str| {
+        let name = HeaderName::from_bytes(raw.as_bytes())
+            .map_err(|_| format!("names {raw:?}, which is not a header name"))?;
+        if owned_by_the_proxy(&name, side) {
+            return Err(format!("names {raw:?}, which the proxy sets itself"));
+        }
+        Ok(name)
+    };
+    let mut edits = HeaderEdits::default();
+    for raw in &spec.remove {
+        edits.remove.push(name(raw)?);
+    }
+    for (raw, v) in &spec.set {
+        let header = name(raw)?;
+        if edits.remove.contains(&header) {
+            return Err(format!("both sets and removes {raw:?}"));
+        }
+        let v = HeaderValue::from_str(v)
+            .map_err(|_| format!("sets {raw:?} to a value that is not a valid header value"))?;
+        edits.set.push((header, v));
+    }
+    if edits.set.is_empty() && edits.remove.is_empty() {
+        return Err("neither sets nor removes a header".into());
+    }
+    Ok(edits)
+}
+
+/// nginx's size syntax (`\d+[bkmg]?`, any case, powers of 1024); `0` means
+/// no limit (`None`).
+fn body_size(value: &str) -> Result<Option<u64>, String> {
+    const WANT: &str = "is not a size such as 512k, 8m or 1g (0 for no limit)";
+    let value = value.trim();
+    let (digits, unit) = match value.as_bytes().last() {
+        Some(b) if b.is_ascii_alphabetic() => value.split_at(value.len() - 1),
+        _ => (value, ""),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(WANT.into());
+    }
+    let n: u64 = digits.parse().map_err(|_| WANT)?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(WANT.into()),
+    };
+    let bytes = n.checked_mul(scale).ok_or(WANT)?;
+    Ok((bytes > 0).then_some(bytes))
+}
