@@ -108,12 +108,17 @@ pub async fn serve(
             () = shutdown.wait() => break,
         };
         // The other listener may have taken the last place meanwhile: this
-        // one connection then waits for its place, accepted.
+        // one connection then waits for its place, accepted. So does one
+        // accepted just as shutdown began, when the drain holds the places:
+        // it is dropped.
         let permit = match proxy.connections.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => match proxy.connections.permits.clone().acquire_owned().await {
-                Ok(permit) => permit,
-                Err(_) => break,
+            Err(_) => tokio::select! {
+                permit = proxy.connections.permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = shutdown.wait() => break,
             },
         };
         if let Err(error) = stream.set_nodelay(true) {
