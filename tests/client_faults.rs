@@ -140,7 +140,7 @@ impl Drop for CountOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_uploaders_answered_early_never_hold_up_other_clients() {
     let (addr, closed) = early_answerer().await;
-    let (_dir, proxy) = start("early.local", addr, None, &["--request-timeout", "2s"]).await;
+    let (_dir, proxy) = start("early.local", addr, None, &["--request-timeout", "5s"]).await;
     let port = proxy.http_port;
 
     // 20 uploaders announce 100 kB, get their answer at once, and go on
@@ -274,7 +274,7 @@ async fn a_client_that_breaks_its_body_is_not_the_backends_fault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steady_upload_longer_than_the_request_timeout_succeeds() {
     let addr = reader().await;
-    let (_dir, proxy) = start("steady.local", addr, None, &["--request-timeout", "1s"]).await;
+    let (_dir, proxy) = start("steady.local", addr, None, &["--request-timeout", "2s"]).await;
     let mut stream = TcpStream::connect(("127.0.0.1", proxy.http_port))
         .await
         .unwrap();
@@ -282,7 +282,8 @@ async fn a_steady_upload_longer_than_the_request_timeout_succeeds() {
         .write_all(b"POST / HTTP/1.1\r\nHost: steady.local\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    // 24 kB over about 3 s: three times the request timeout, never idle.
+    // 24 kB over about 5 s: more than twice the request timeout, never
+    // idle.
     let piece = vec![b'x'; 2048];
     for _ in 0..12 {
         stream
@@ -291,7 +292,7 @@ async fn a_steady_upload_longer_than_the_request_timeout_succeeds() {
             .unwrap();
         stream.write_all(&piece).await.unwrap();
         stream.write_all(b"\r\n").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
     }
     stream.write_all(b"0\r\n\r\n").await.unwrap();
     let answer = read_to_close(&mut stream).await;

@@ -260,7 +260,9 @@ async fn frame_arrives(stream: &mut TcpStream, kind: u8) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_are_pinged_and_dropped_when_they_do_not_answer() {
-    let (_dir, proxy) = start(echo("conn").await, &["--http2-keepalive", "1s"]).await;
+    // 2 s: long enough that a client answering pings on a loaded machine
+    // keeps its connection.
+    let (_dir, proxy) = start(echo("conn").await, &["--http2-keepalive", "2s"]).await;
     // A client that speaks HTTP/2 and then never answers a PING.
     let mut mute = TcpStream::connect(("127.0.0.1", proxy.http_port))
         .await
