@@ -81,6 +81,18 @@ runs is what values.yaml says. */}}
 {{- $args = append $args (printf "--election-lease-duration=%s" $c.election.leaseDuration) -}}
 {{- $args = append $args (printf "--election-renew-deadline=%s" $c.election.renewDeadline) -}}
 {{- $args = append $args (printf "--election-retry-period=%s" $c.election.retryPeriod) -}}
+{{- $limits := $c.limits -}}
+{{- range $key, $flag := dict "clientHeaderTimeout" "client-header-timeout" "clientBodyTimeout" "client-body-timeout" "clientSendTimeout" "client-send-timeout" "http2IdleTimeout" "http2-idle-timeout" "proxySendTimeout" "proxy-send-timeout" "proxyReadTimeout" "proxy-read-timeout" "tlsHandshakeTimeout" "tls-handshake-timeout" "maxRequestHeaderSize" "max-request-header-size" "encodedSlashes" "encoded-slashes" -}}
+{{- with index $limits $key -}}
+{{- $args = append $args (printf "--%s=%s" $flag .) -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (int $limits.maxConnections) 0 -}}
+{{- $args = append $args (printf "--max-connections=%d" (int $limits.maxConnections)) -}}
+{{- end -}}
+{{- if not $limits.serverHeader -}}
+{{- $args = append $args "--server-header=false" -}}
+{{- end -}}
 {{- range $c.extraArgs -}}
 {{- $args = append $args . -}}
 {{- end -}}
