@@ -220,7 +220,11 @@ impl Backend {
 
     /// Slow start: an endpoint younger than `slowStart` keeps a pick only
     /// with a probability that grows with its age; otherwise one other pick
-    /// is made.
+    /// is made, and taken only if that endpoint is past its own window. An
+    /// alternative still ramping up is no better, and with none past its
+    /// window (every endpoint new, as when the process starts) no other
+    /// pick is made: it used to send all of round robin's traffic to
+    /// whichever endpoint came second.
     fn slow_start(
         &self,
         balancer: &Balancer,
@@ -235,12 +239,20 @@ impl Backend {
         if age >= window || fastrand::f64() < age.as_secs_f64() / window.as_secs_f64() {
             return picked;
         }
+        // With no endpoint past its window there is nothing to ramp up
+        // against, and another pick would only move round robin along.
+        if !balancer.states().iter().any(|s| s.age() >= window) {
+            return picked;
+        }
         let other = if skip.is_none() {
             balancer.pick(hash, Some(i))
         } else {
             None
         };
-        other.or(picked)
+        match other {
+            Some(j) if balancer.states()[j].age() >= window => Some(j),
+            _ => picked,
+        }
     }
 
     /// The ready endpoint a sticky cookie value names, if it is usable.
@@ -360,6 +372,31 @@ mod tests {
             counts[port as usize - 1] += 1;
         }
         assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn endpoints_all_in_slow_start_share_traffic_evenly() {
+        let policy = BackendPolicy {
+            slow_start: Some(std::time::Duration::from_secs(600)),
+            ..BackendPolicy::default()
+        };
+        let b = Backend::with_policy(
+            "ns/s:80".into(),
+            "ns/s".into(),
+            vec![ep(1), ep(2)],
+            vec![],
+            vec![1, 1],
+            Arc::new(policy),
+        );
+        let mut counts = [0; 2];
+        for _ in 0..200 {
+            let port = match b.pick(None, None).unwrap().endpoint.addr {
+                EndpointAddr::Ip(a) => a.port(),
+                _ => unreachable!(),
+            };
+            counts[port as usize - 1] += 1;
+        }
+        assert_eq!(counts, [100, 100], "both are new: neither is preferred");
     }
 
     #[test]
