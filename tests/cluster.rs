@@ -213,6 +213,32 @@ fn shop(one: std::net::SocketAddr, two: std::net::SocketAddr) -> String {
     ])
 }
 
+/// A cluster serving Ingress `web` (`app.local`) to the echo backend `one`.
+async fn web_cluster() -> Cluster {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        web_ingress("app.local", "one"),
+    ]));
+    cluster
+}
+
+/// Status address 10.0.0.9 and an election with this Lease duration and
+/// renew deadline, retried every 250 ms.
+fn election_flags(lease: &'static str, renew: &'static str) -> [&'static str; 8] {
+    [
+        "--publish-status-address",
+        "10.0.0.9",
+        "--election-lease-duration",
+        lease,
+        "--election-renew-deadline",
+        renew,
+        "--election-retry-period",
+        "250ms",
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_like_standalone_mode_and_applies_endpoint_changes_live() {
     let one = echo("one").await;
@@ -328,12 +354,7 @@ async fn tls_secrets_from_the_api_server_are_served_and_rotated() {
 /// back, every other kind listed (its watch started) is not enough.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_and_not_routing_until_every_kind_is_listed() {
-    let one = echo("one").await;
-    let cluster = Cluster::start().await;
-    cluster.apply(&docs(&[
-        backend_objects("default", "one", &[one]),
-        web_ingress("app.local", "one"),
-    ]));
+    let cluster = web_cluster().await;
     cluster.server.hold("endpointslices");
     let proxy = cluster.proxy(&[]).await;
 
@@ -377,12 +398,7 @@ async fn not_ready_and_not_routing_until_every_kind_is_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_status_is_written_once_and_cleared_when_no_longer_served() {
-    let one = echo("one").await;
-    let cluster = Cluster::start().await;
-    cluster.apply(&docs(&[
-        backend_objects("default", "one", &[one]),
-        web_ingress("app.local", "one"),
-    ]));
+    let cluster = web_cluster().await;
     let proxy = cluster
         .proxy(&["--publish-status-address", "10.0.0.9"])
         .await;
@@ -769,22 +785,8 @@ async fn identity(proxy: &Proxy) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_writes_status_and_a_peer_takes_over() {
-    let one = echo("one").await;
-    let cluster = Cluster::start().await;
-    cluster.apply(&docs(&[
-        backend_objects("default", "one", &[one]),
-        web_ingress("app.local", "one"),
-    ]));
-    let flags = [
-        "--publish-status-address",
-        "10.0.0.9",
-        "--election-lease-duration",
-        "3s",
-        "--election-renew-deadline",
-        "2s",
-        "--election-retry-period",
-        "250ms",
-    ];
+    let cluster = web_cluster().await;
+    let flags = election_flags("3s", "2s");
     let a = cluster.proxy(&flags).await;
     let b = cluster.proxy(&flags).await;
     let (id_a, id_b) = (identity(&a).await, identity(&b).await);
@@ -858,12 +860,7 @@ fn lease_holder(cluster: &Cluster) -> Option<String> {
 /// = hold) stops writing status by itself, though status writes would
 /// still go through, and writes again once it holds the Lease again.
 async fn a_leader_cut_off_from_its_lease_stops_writing(cut: fn(&FakeApiServer)) {
-    let one = echo("one").await;
-    let cluster = Cluster::start().await;
-    cluster.apply(&docs(&[
-        backend_objects("default", "one", &[one]),
-        web_ingress("app.local", "one"),
-    ]));
+    let cluster = web_cluster().await;
     let proxy = cluster
         .proxy(&[
             "--publish-status-address",
@@ -932,22 +929,8 @@ async fn a_leader_whose_lease_requests_hang_stops_writing() {
 /// `$POD_NAME`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_takes_over_at_once_from_a_leader_stopped_with_sigterm() {
-    let one = echo("one").await;
-    let cluster = Cluster::start().await;
-    cluster.apply(&docs(&[
-        backend_objects("default", "one", &[one]),
-        web_ingress("app.local", "one"),
-    ]));
-    let flags = [
-        "--publish-status-address",
-        "10.0.0.9",
-        "--election-lease-duration",
-        "20s",
-        "--election-renew-deadline",
-        "15s",
-        "--election-retry-period",
-        "250ms",
-    ];
+    let cluster = web_cluster().await;
+    let flags = election_flags("20s", "15s");
     let a = cluster
         .proxy_env(&flags, &[("POD_NAME", "rust-strom-a")])
         .await;
