@@ -61,6 +61,29 @@ async fn synced(server: &FakeApiServer, scope: &WatchScope) -> Watchers {
     watchers
 }
 
+/// Runs the sync loop (20 ms window) on `watchers`, its log captured.
+fn spawn_sync(
+    publisher: Publisher,
+    watchers: &Watchers,
+) -> (
+    tokio::task::JoinHandle<Result<(), rust_strom::sync::SyncError>>,
+    Logs,
+) {
+    let (served, _served_rx) = tokio::sync::watch::channel(None);
+    let logs = Logs::default();
+    let sync = tokio::spawn(
+        rust_strom::sync::run(
+            publisher,
+            watchers.caches.clone(),
+            watchers.changes.clone(),
+            Duration::from_millis(20),
+            served,
+        )
+        .with_subscriber(logs.dispatch()),
+    );
+    (sync, logs)
+}
+
 /// What a task logged, captured in memory: how a test sees that the sync
 /// loop handled a batch that leaves no other trace.
 #[derive(Clone, Default)]
@@ -245,18 +268,7 @@ async fn sync_latency_of_one_change() {
         default_certificate: None,
     };
     let publisher = Publisher::new(table.clone(), metrics, ready.clone(), options);
-    let (served, _served_rx) = tokio::sync::watch::channel(None);
-    let logs = Logs::default();
-    let sync = tokio::spawn(
-        rust_strom::sync::run(
-            publisher,
-            watchers.caches.clone(),
-            watchers.changes.clone(),
-            Duration::from_millis(20),
-            served,
-        )
-        .with_subscriber(logs.dispatch()),
-    );
+    let (sync, logs) = spawn_sync(publisher, &watchers);
     eventually("the first table", || table.load().generation() == 1).await;
 
     let mut took = Vec::new();
@@ -323,18 +335,7 @@ async fn the_sync_loop_follows_ingress_and_slice_changes() {
         Arc::new(AtomicBool::new(false)),
         options,
     );
-    let (served, _served_rx) = tokio::sync::watch::channel(None);
-    let logs = Logs::default();
-    let sync = tokio::spawn(
-        rust_strom::sync::run(
-            publisher,
-            watchers.caches.clone(),
-            watchers.changes.clone(),
-            Duration::from_millis(20),
-            served,
-        )
-        .with_subscriber(logs.dispatch()),
-    );
+    let (sync, logs) = spawn_sync(publisher, &watchers);
     let routes = |host: &str| table.load().lookup(host, "/").is_some();
     let port = |host: &str| {
         let live = table.load();
