@@ -53,7 +53,7 @@ pub async fn run(
 ) -> Result<(), SyncError> {
     let waiting = Instant::now();
     tracing::info!(
-        "listing Ingresses, IngressClasses, Services, EndpointSlices, TLS Secrets and BalancerPolicies"
+        "listing Ingresses, IngressClasses, Services, EndpointSlices, TLS Secrets and BalancerPolicies (and the Secrets and ConfigMaps Ingresses name)"
     );
     caches.wait_until_ready().await?;
     tracing::info!(after = ?waiting.elapsed(), "caches synced");
@@ -168,6 +168,13 @@ impl Compiling {
             ..
         } = self;
         let started = Instant::now();
+        // A Secret or ConfigMap an Ingress names for the first time is
+        // watched and listed before the compile, which then reads it.
+        let pending = if caches.watch_named().await {
+            None
+        } else {
+            pending
+        };
         let (publisher, caches, snapshot, routed, result) =
             tokio::task::spawn_blocking(move || {
                 match pending {

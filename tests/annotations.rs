@@ -479,6 +479,39 @@ async fn header_annotations_reach_the_backend_and_the_client() {
             ],
         ),
         annotated("plain", "plain.local", "web", &[]),
+        annotated(
+            "custom",
+            "custom.local",
+            "web",
+            &[
+                (&n("custom-headers"), "security"),
+                // Applied after custom-headers: it wins on the same name.
+                (
+                    "ruststrom.io/response-headers",
+                    r#"{\"set\": {\"X-Frame-Options\": \"SAMEORIGIN\"}}"#,
+                ),
+            ],
+        ),
+        // A ConfigMap that is missing, or has a header nginx refuses too:
+        // those Ingresses are not served.
+        annotated(
+            "missing",
+            "missing.local",
+            "web",
+            &[(&n("custom-headers"), "nowhere")],
+        ),
+        annotated(
+            "crlf",
+            "crlf.local",
+            "web",
+            &[(&n("custom-headers"), "default/bad")],
+        ),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: security, namespace: default}\n\
+         data:\n  X-Frame-Options: DENY\n  Content-Security-Policy: \"default-src 'self'\"\n"
+            .to_string(),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, namespace: default}\n\
+         data:\n  X-Bad: \"a\\u0001b\"\n"
+            .to_string(),
         backend_objects("default", "web", &[web_with_secret().await]),
     ];
     write(dir.path(), "routes.yaml", &docs(&parts));
@@ -533,6 +566,29 @@ async fn header_annotations_reach_the_backend_and_the_client() {
         resp.body
     );
     assert!(resp.headers.get("cache-control").is_none());
+
+    let resp = send_with("custom.local").await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(
+        resp.headers["content-security-policy"],
+        "default-src 'self'"
+    );
+    assert_eq!(resp.headers["x-frame-options"], "SAMEORIGIN");
+    for host in ["missing.local", "crlf.local"] {
+        assert_eq!(
+            send_with(host).await.status,
+            StatusCode::NOT_FOUND,
+            "{host}"
+        );
+    }
+    let checked = run_bin(&["check", "--manifests", &dir.path().display().to_string()]);
+    let out = String::from_utf8_lossy(&checked.stdout).to_string()
+        + &String::from_utf8_lossy(&checked.stderr);
+    assert!(out.contains("ConfigMap default/nowhere not found"), "{out}");
+    assert!(
+        out.contains("the value of \"X-Bad\" is not printable ASCII"),
+        "{out}"
+    );
 }
 
 /// An echo backend (header lines as `  name: value`) that also answers with

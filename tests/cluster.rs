@@ -1158,6 +1158,18 @@ async fn every_api_call_is_covered_by_deploy_rbac() {
         "apiVersion: ruststrom.io/v1alpha1\nkind: BalancerPolicy\nmetadata: {name: p, namespace: default}\n\
          spec: {targetRef: {kind: Service, name: one}}\n"
             .to_string(),
+        // The Secrets and ConfigMaps annotations name are watched by name.
+        annotated_ingress(
+            "named",
+            "named.local",
+            &[
+                ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+                ("nginx.ingress.kubernetes.io/custom-headers", "extra"),
+            ],
+        ),
+        opaque_secret("users", CAROL),
+        config_map("extra", &[("X-Frame-Options", "DENY")]),
     ]));
     let mut proxy = cluster
         .proxy(&[
@@ -1184,6 +1196,10 @@ async fn every_api_call_is_covered_by_deploy_rbac() {
                 && policy.is_some_and(|p| p["status"]["conditions"].is_array())
         },
     )
+    .await;
+    wait_until(LIVE, "the Ingress naming a Secret served", || async {
+        get(proxy.http_port, "named.local", "/").await.status == StatusCode::UNAUTHORIZED
+    })
     .await;
     // A graceful stop also releases the Lease.
     proxy.signal("TERM");
@@ -1226,52 +1242,48 @@ async fn every_api_call_is_covered_by_deploy_rbac() {
 async fn refused_annotations_take_their_ingress_out_with_a_warning_event() {
     let one = echo("one").await;
     let cluster = Cluster::start().await;
-    let sso = classed(
-        ingress("default", "sso", "sso.local", &[("/", "Prefix", "one")]),
+    let snippet = classed(
+        ingress("default", "snippet", "snippet.local", &[("/", "Prefix", "one")]),
         "rust-strom",
     )
     .replacen(
         "metadata:\n",
-        "metadata:\n  annotations:\n    nginx.ingress.kubernetes.io/auth-url: \"http://oauth2-proxy.auth.svc/oauth2/auth\"\n",
+        "metadata:\n  annotations:\n    nginx.ingress.kubernetes.io/configuration-snippet: \"deny all;\"\n",
         1,
     );
-    // Basic auth: cluster mode caches TLS Secrets only, so the users' Secret
-    // is not found and the Ingress is refused, never served open.
-    let basic = classed(
-        ingress("default", "basic", "basic.local", &[("/", "Prefix", "one")]),
-        "rust-strom",
-    )
-    .replacen(
-        "metadata:\n",
-        "metadata:\n  annotations:\n    nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: users\n",
-        1,
+    // A Secret an Ingress needs and does not find: refused, never served open.
+    let basic = annotated_ingress(
+        "basic",
+        "basic.local",
+        &[
+            ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+            ("nginx.ingress.kubernetes.io/auth-secret", "nobody"),
+        ],
     );
-    let users = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: users\n  namespace: default\ntype: Opaque\nstringData:\n  auth: \"carol:{SHA}/vNB+F2HQ559kaLUZbmHHvZrXpg=\"\n";
     cluster.apply(&docs(&[
         backend_objects("default", "one", &[one]),
         web_ingress("app.local", "one"),
-        sso,
+        snippet,
         basic,
-        users.to_string(),
     ]));
     let proxy = cluster.proxy(&[]).await;
     wait_ready(&proxy).await;
-    wait_until(LIVE, "a Warning Event on sso", || async {
-        !cluster.warnings("sso").is_empty()
+    wait_until(LIVE, "a Warning Event on snippet", || async {
+        !cluster.warnings("snippet").is_empty()
     })
     .await;
-    let event = &cluster.warnings("sso")[0];
+    let event = &cluster.warnings("snippet")[0];
     assert_eq!(event["reason"], "Rejected", "{event}");
     assert!(
         event["note"]
             .as_str()
             .unwrap()
-            .contains("nginx.ingress.kubernetes.io/auth-url is refused"),
+            .contains("nginx.ingress.kubernetes.io/configuration-snippet is refused"),
         "{event}"
     );
     assert!(routes_to(proxy.http_port, "app.local", "/", "one").await);
     assert_eq!(
-        get(proxy.http_port, "sso.local", "/").await.status,
+        get(proxy.http_port, "snippet.local", "/").await.status,
         StatusCode::NOT_FOUND
     );
     wait_until(LIVE, "a Warning Event on basic", || async {
@@ -1283,11 +1295,156 @@ async fn refused_annotations_take_their_ingress_out_with_a_warning_event() {
         event["note"]
             .as_str()
             .unwrap()
-            .contains("auth-secret default/users: not found"),
+            .contains("auth-secret default/nobody: not found"),
         "{event}"
     );
     assert_eq!(
         get(proxy.http_port, "basic.local", "/").await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// An Ingress of our class for `host` -> Service `one` with annotations.
+fn annotated_ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    let mut meta = String::from("metadata:\n  annotations:\n");
+    for (k, v) in annotations {
+        meta.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    classed(
+        ingress("default", name, host, &[("/", "Prefix", "one")]),
+        "rust-strom",
+    )
+    .replacen("metadata:\n", &meta, 1)
+}
+
+fn opaque_secret(name: &str, auth: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: default\n\
+         type: Opaque\nstringData:\n  auth: \"{auth}\"\n"
+    )
+}
+
+fn config_map(name: &str, data: &[(&str, &str)]) -> String {
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\ndata:\n"
+    );
+    for (k, v) in data {
+        yaml.push_str(&format!("  {k}: \"{v}\"\n"));
+    }
+    yaml
+}
+
+/// `{SHA}` htpasswd entries (what `htpasswd -s` writes): carol's password
+/// is `secret`, dave's `password`.
+const CAROL: &str = "carol:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
+const DAVE: &str = "dave:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=";
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+async fn get_as(port: u16, host: &str, authorization: Option<&str>) -> Resp {
+    let mut req = get_req(host, "/");
+    if let Some(value) = authorization {
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, value.parse().unwrap());
+    }
+    send(port, req).await
+}
+
+// Cluster mode watches, by name, the Secrets and ConfigMaps annotations name
+// (and no others), and applies their changes live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_config_maps_named_by_annotations_are_watched_by_name() {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        annotated_ingress(
+            "basic",
+            "basic.local",
+            &[
+                ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+            ],
+        ),
+        annotated_ingress(
+            "headers",
+            "headers.local",
+            &[(
+                "nginx.ingress.kubernetes.io/custom-headers",
+                "default/extra",
+            )],
+        ),
+        opaque_secret("users", CAROL),
+        // Not named by any Ingress: never read.
+        opaque_secret("unrelated", DAVE),
+        config_map("extra", &[("X-Frame-Options", "DENY")]),
+        config_map("unrelated", &[("X-Other", "1")]),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+
+    // Served from the first table: the named objects were listed before it.
+    let port = proxy.http_port;
+    assert_eq!(
+        get_as(port, "basic.local", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let carol = basic("carol", "secret");
+    let resp = get_as(port, "basic.local", Some(&carol)).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let resp = get(port, "headers.local", "/").await;
+    assert_eq!(resp.headers["x-frame-options"], "DENY");
+
+    // Edits apply live: a new user list, a new header value.
+    cluster.apply(&opaque_secret("users", DAVE));
+    cluster.apply(&config_map("extra", &[("X-Frame-Options", "SAMEORIGIN")]));
+    let dave = basic("dave", "password");
+    wait_until(LIVE, "the new users and headers", || async {
+        get_as(port, "basic.local", Some(&dave)).await.status == StatusCode::OK
+            && get(port, "headers.local", "/").await.headers["x-frame-options"] == "SAMEORIGIN"
+    })
+    .await;
+    assert_eq!(
+        get_as(port, "basic.local", Some(&carol)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A Secret named for the first time after start is watched then.
+    cluster.apply(&annotated_ingress(
+        "late",
+        "late.local",
+        &[
+            ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+            ("nginx.ingress.kubernetes.io/auth-secret", "late-users"),
+        ],
+    ));
+    cluster.apply(&opaque_secret("late-users", CAROL));
+    wait_until(LIVE, "the late Ingress with its users", || async {
+        get_as(port, "late.local", Some(&carol)).await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        get_as(port, "late.local", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Only TLS Secrets are listed by type; the others only by name.
+    let reads: Vec<RecordedRequest> = cluster
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/secrets") || r.path.contains("/configmaps"))
+        .collect();
+    assert!(!reads.is_empty());
+    for r in &reads {
+        let query = r.query.replace("%3D", "=").replace("%2F", "/");
+        let by_type = query.contains("fieldSelector=type=kubernetes.io/tls");
+        let by_name = query.contains("fieldSelector=metadata.name=");
+        assert!(by_type || by_name, "an unselective read: {r:?}");
+        assert!(!query.contains("unrelated"), "{r:?}");
+    }
 }

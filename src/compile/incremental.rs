@@ -11,7 +11,7 @@
 //! each TLS host and each Secret an Ingress names count as hosts here: they
 //! are the other places where one Ingress's outcome depends on another's.
 //!
-//! Anything else that changed (Services, Secrets, IngressClasses,
+//! Anything else that changed (Services, Secrets, ConfigMaps, IngressClasses,
 //! BalancerPolicies, a certificate that expired since) takes a full compile.
 //! EndpointSlices re-resolve the backends of their Service in place. Either
 //! way the result is the one [`compile`](super::compile) gives for the same
@@ -342,6 +342,7 @@ impl State {
         );
         let services = diff(&seen.services, &snapshot.services, PartialEq::eq);
         let secrets = diff(&seen.secrets, &snapshot.secrets, PartialEq::eq);
+        let config_maps = diff(&seen.config_maps, &snapshot.config_maps, PartialEq::eq);
         // BalancerPolicy has no `PartialEq`: compared as the API server
         // stores it.
         let policies = diff(
@@ -352,6 +353,7 @@ impl State {
         let unchanged = classes.changed.is_empty()
             && services.changed.is_empty()
             && secrets.changed.is_empty()
+            && config_maps.changed.is_empty()
             && policies.changed.is_empty();
         if !unchanged {
             return None;
@@ -371,6 +373,11 @@ impl State {
         );
         renew(&mut self.seen.services, &snapshot.services, services);
         renew(&mut self.seen.secrets, &snapshot.secrets, secrets);
+        renew(
+            &mut self.seen.config_maps,
+            &snapshot.config_maps,
+            config_maps,
+        );
         renew(
             &mut self.seen.balancer_policies,
             &snapshot.balancer_policies,

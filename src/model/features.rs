@@ -35,7 +35,10 @@ pub struct RouteFeatures {
     /// `ruststrom.io/request-headers`: applied to the request last, after
     /// the forwarding headers.
     pub request_headers: Option<HeaderEdits>,
-    /// `ruststrom.io/response-headers`: applied to the backend's answer.
+    /// `custom-headers`: set on the backend's answer, from a ConfigMap.
+    pub custom_headers: Option<HeaderEdits>,
+    /// `ruststrom.io/response-headers`: applied to the backend's answer,
+    /// after `custom-headers`.
     pub response_headers: Option<HeaderEdits>,
 }
 

@@ -94,6 +94,9 @@ pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
 
 /// Step 6: the headers of the backend's answer.
 pub fn response_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
+    if let Some(custom) = &features.custom_headers {
+        custom.apply(headers);
+    }
     if let Some(edits) = &features.response_headers {
         edits.apply(headers);
     }

@@ -12,7 +12,9 @@
 //! swaps it in whole, so the caches never hold half a list and the table
 //! never loses routes while the API server is away.
 
-use std::collections::HashSet;
+mod named;
+
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use ::kube::runtime::watcher::{self, Event};
 use ::kube::{Client, Resource};
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use parking_lot::Mutex;
@@ -33,6 +35,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use self::named::Named;
 use super::{ObjectKey, Snapshot};
 use crate::compile::TLS_SECRET_TYPE;
 use crate::crd::BalancerPolicy;
@@ -70,7 +73,12 @@ pub struct Caches {
     pub ingress_classes: Scoped<IngressClass>,
     pub services: Scoped<Service>,
     pub endpoint_slices: Scoped<EndpointSlice>,
+    /// The `kubernetes.io/tls` Secrets.
     pub secrets: Scoped<Secret>,
+    /// The other Secrets, those annotations name (`auth-secret`).
+    named_secrets: Arc<Named<Secret>>,
+    /// The ConfigMaps annotations name.
+    config_maps: Arc<Named<ConfigMap>>,
     pub balancer_policies: Scoped<BalancerPolicy>,
     /// `--publish-service`, when given.
     pub publish_service: Option<Store<Service>>,
@@ -182,6 +190,10 @@ impl Watched for Secret {
     const LOG_DECODE_ERRORS: bool = false;
 }
 
+impl Watched for ConfigMap {
+    const KIND: &'static str = "ConfigMap";
+}
+
 impl Watched for EndpointSlice {
     const KIND: &'static str = "EndpointSlice";
 
@@ -280,6 +292,12 @@ impl Caches {
         for s in self.secrets.state() {
             snapshot.secrets.insert(ObjectKey::of(&s.metadata), s);
         }
+        for s in self.named_secrets.state() {
+            snapshot.secrets.insert(ObjectKey::of(&s.metadata), s);
+        }
+        for c in self.config_maps.state() {
+            snapshot.config_maps.insert(ObjectKey::of(&c.metadata), c);
+        }
         for p in self.balancer_policies.state() {
             snapshot
                 .balancer_policies
@@ -308,6 +326,34 @@ impl Caches {
                 Ok(())
             }
         }
+    }
+
+    /// Watches the Secrets and ConfigMaps the cached Ingresses name (and
+    /// stops watching those no longer named), then waits for the first list
+    /// of each new one. Says whether a watch started: the compile that
+    /// follows must then read every cache.
+    pub async fn watch_named(&self) -> bool {
+        let mut secrets = BTreeSet::new();
+        let mut config_maps = BTreeSet::new();
+        for ingress in self.ingresses.state() {
+            let named = crate::compile::named_objects(&ingress);
+            secrets.extend(named.secrets);
+            config_maps.extend(named.config_maps);
+        }
+        let new_secrets = self.named_secrets.want(&secrets);
+        let new_maps = self.config_maps.want(&config_maps);
+        if new_secrets.is_empty() && new_maps.is_empty() {
+            return false;
+        }
+        let listed = named::first_lists(&new_secrets).await & named::first_lists(&new_maps).await;
+        if !listed {
+            tracing::warn!(
+                wait = ?named::FIRST_LIST_WAIT,
+                "Secrets or ConfigMaps named by Ingresses were not listed in time; \
+                 the Ingresses naming them wait for the next compile"
+            );
+        }
+        true
     }
 
     /// Resolves when the API server answers 404 for BalancerPolicies.
@@ -360,6 +406,8 @@ impl Watchers {
         let secrets = spawner.spawn::<Secret>(secret_config);
         let balancer_policies = spawner.spawn::<BalancerPolicy>(all());
         let mut tasks = spawner.tasks;
+        let named_secrets = Arc::new(Named::new(client.clone(), changes.clone()));
+        let config_maps = Arc::new(Named::new(client.clone(), changes.clone()));
 
         // IngressClasses are cluster-scoped: one reflector whatever the scope.
         let (classes, writer) = reflector::store::<IngressClass>();
@@ -395,6 +443,8 @@ impl Watchers {
                 services,
                 endpoint_slices,
                 secrets,
+                named_secrets,
+                config_maps,
                 balancer_policies,
                 publish_service,
                 policy_probe,

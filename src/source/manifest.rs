@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
@@ -20,8 +20,12 @@ pub enum Object {
     IngressClass(Arc<IngressClass>),
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
-    /// Read for `kubernetes.io/tls` Secrets named by Ingresses.
+    /// Read for the certificates of `spec.tls` and the Secrets annotations
+    /// name (`auth-secret`).
     Secret(Arc<Secret>),
+    /// Read for the ConfigMaps annotations name (`custom-headers`,
+    /// `auth-proxy-set-headers`).
+    ConfigMap(Arc<ConfigMap>),
     BalancerPolicy(Arc<BalancerPolicy>),
 }
 
@@ -76,6 +80,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
             Object::BalancerPolicy(o) => &o.metadata,
         };
         super::ObjectKey::of(meta)
@@ -90,6 +95,7 @@ impl fmt::Debug for Object {
             Object::Service(o) => f.debug_tuple("Service").field(o).finish(),
             Object::EndpointSlice(o) => f.debug_tuple("EndpointSlice").field(o).finish(),
             Object::BalancerPolicy(o) => f.debug_tuple("BalancerPolicy").field(o).finish(),
+            Object::ConfigMap(o) => f.debug_tuple("ConfigMap").field(o).finish(),
             Object::Secret(o) => f
                 .debug_tuple("Secret")
                 .field(&super::ObjectKey::of(&o.metadata).to_string())
@@ -99,7 +105,7 @@ impl fmt::Debug for Object {
 }
 
 /// Parses one file's text (YAML, which includes JSON). Documents of other
-/// kinds (Deployments, ConfigMaps, ...) are skipped, so a folder of ordinary
+/// kinds (Deployments, Pods, ...) are skipped, so a folder of ordinary
 /// application manifests can be used as it is.
 pub fn parse_manifest(text: &str) -> Result<Vec<Object>, ParseError> {
     let mut out = Vec::new();
@@ -133,7 +139,7 @@ fn push_value(
         .to_string();
     let want = match kind.as_str() {
         "List" | "IngressList" | "ServiceList" | "EndpointSliceList" | "IngressClassList"
-        | "SecretList" | "BalancerPolicyList" => {
+        | "SecretList" | "ConfigMapList" | "BalancerPolicyList" => {
             if let Some(serde_json::Value::Array(items)) = value.get("items") {
                 for item in items.clone() {
                     push_value(doc, item, out)?;
@@ -142,7 +148,7 @@ fn push_value(
             return Ok(());
         }
         "Ingress" | "IngressClass" => "networking.k8s.io/v1",
-        "Service" | "Secret" => "v1",
+        "Service" | "Secret" | "ConfigMap" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         "BalancerPolicy" => "ruststrom.io/v1alpha1",
         _ => return Ok(()),
@@ -164,6 +170,7 @@ fn push_value(
             other => other,
         })?),
         "BalancerPolicy" => Object::BalancerPolicy(typed(doc, &kind, value)?),
+        "ConfigMap" => Object::ConfigMap(typed(doc, &kind, value)?),
         _ => Object::EndpointSlice(typed(doc, &kind, value)?),
     };
     out.push(object);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -29,8 +29,11 @@ pub struct Snapshot {
     pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
     pub services: BTreeMap<ObjectKey, Arc<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
-    /// Secrets, read for the certificates Ingresses name in `spec.tls`.
+    /// Secrets, read for the certificates Ingresses name in `spec.tls` and
+    /// the users of `auth-secret`.
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+    /// ConfigMaps, read for the headers annotations name.
+    pub config_maps: BTreeMap<ObjectKey, Arc<ConfigMap>>,
     pub balancer_policies: BTreeMap<ObjectKey, Arc<BalancerPolicy>>,
 }
 
@@ -100,6 +103,9 @@ impl Snapshot {
             Object::BalancerPolicy(p) => (self.balancer_policies)
                 .insert(ObjectKey::of(&p.metadata), p.clone())
                 .is_some(),
+            Object::ConfigMap(c) => (self.config_maps)
+                .insert(ObjectKey::of(&c.metadata), c.clone())
+                .is_some(),
         }
     }
 
@@ -113,6 +119,7 @@ impl Snapshot {
             Object::EndpointSlice(_) => self.endpoint_slices.contains_key(&key),
             Object::Secret(_) => self.secrets.contains_key(&key),
             Object::BalancerPolicy(_) => self.balancer_policies.contains_key(&key),
+            Object::ConfigMap(_) => self.config_maps.contains_key(&key),
         }
     }
 
@@ -126,6 +133,7 @@ impl Snapshot {
             Object::EndpointSlice(_) => drop(self.endpoint_slices.remove(&key)),
             Object::Secret(_) => drop(self.secrets.remove(&key)),
             Object::BalancerPolicy(_) => drop(self.balancer_policies.remove(&key)),
+            Object::ConfigMap(_) => drop(self.config_maps.remove(&key)),
         }
     }
 
@@ -136,6 +144,7 @@ impl Snapshot {
             + self.endpoint_slices.len()
             + self.secrets.len()
             + self.balancer_policies.len()
+            + self.config_maps.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -152,6 +161,7 @@ impl fmt::Debug for Snapshot {
             .field("endpoint_slices", &self.endpoint_slices)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("balancer_policies", &self.balancer_policies)
+            .field("config_maps", &self.config_maps)
             .finish()
     }
 }

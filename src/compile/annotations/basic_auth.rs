@@ -51,11 +51,7 @@ pub(super) fn load(
     let secret = snapshot
         .secrets
         .get(&key)
-        .ok_or_else(|| {
-            format!(
-                "auth-secret {key}: not found (cluster mode does not read basic-auth Secrets yet; see docs/annotations.md)"
-            )
-        })?;
+        .ok_or_else(|| format!("auth-secret {key}: not found"))?;
     let users = match asked.secret_type.map(str::trim).unwrap_or("auth-file") {
         "auth-file" => {
             let text = field(secret, "auth")

@@ -280,7 +280,11 @@ pub const KNOWN: &[Known] = &[
     n("cors-allow-credentials", Refused, CORS),
     n("cors-max-age", Refused, CORS),
     // Headers and host.
-    n("custom-headers", Refused, HEADERS),
+    n(
+        "custom-headers",
+        Honoured,
+        "response headers from a ConfigMap (same namespace)",
+    ),
     n(
         "x-forwarded-prefix",
         Honoured,

@@ -8,6 +8,7 @@
 //! without effect here are accepted with a notice.
 
 mod basic_auth;
+mod custom_headers;
 mod list;
 #[cfg(test)]
 mod tests;
@@ -17,11 +18,12 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, StatusCode, Uri};
 use ipnet::IpNet;
+use k8s_openapi::api::networking::v1::Ingress;
 
 use list::Status;
 
 use crate::model::{HeaderEdits, HttpsPolicy, Redirect, RouteFeatures, SourceRanges};
-use crate::source::Snapshot;
+use crate::source::{ObjectKey, Snapshot};
 
 pub const RUSTSTROM: &str = "ruststrom.io/";
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -109,6 +111,11 @@ pub(super) fn parse(
         max_body: read.parse("proxy-body-size", body_size)?.flatten(),
         upstream_vhost: read.parse("upstream-vhost", upstream_vhost)?,
         forwarded_prefix: read.parse("x-forwarded-prefix", forwarded_prefix)?,
+        custom_headers: match read.get("custom-headers") {
+            Some((key, value)) => custom_headers::load(value, namespace, snapshot)
+                .map_err(|why| format!("annotation {key}: {why}"))?,
+            None => None,
+        },
         request_headers: read.parse("request-headers", |v| header_edits(v, Side::Request))?,
         response_headers: read.parse("response-headers", |v| header_edits(v, Side::Response))?,
     };
@@ -118,6 +125,50 @@ pub(super) fn parse(
         notices,
         from_to_www: read.bool("from-to-www-redirect")?.unwrap_or(false),
     })
+}
+
+/// The Secrets and ConfigMaps an Ingress's annotations name, in its own
+/// namespace (a name in another one is refused when the Ingress compiles).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NamedObjects {
+    pub secrets: Vec<ObjectKey>,
+    pub config_maps: Vec<ObjectKey>,
+}
+
+/// What cluster mode must watch for an Ingress's annotations to compile:
+/// `auth-secret`, `custom-headers`, `auth-proxy-set-headers`.
+pub fn named_objects(ingress: &Ingress) -> NamedObjects {
+    let mut named = NamedObjects::default();
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return named;
+    };
+    let namespace = ObjectKey::of(&ingress.metadata).namespace;
+    let read = Reader { annotations };
+    let key = |name: &str| {
+        let (_, value) = read.get(name)?;
+        same_namespace(value, &namespace).ok()
+    };
+    named.secrets.extend(key("auth-secret"));
+    named.config_maps.extend(key("custom-headers"));
+    named.config_maps.extend(key("auth-proxy-set-headers"));
+    named
+}
+
+/// The key of an object an annotation names as `name` or `namespace/name`,
+/// which must be the Ingress's own namespace (as ingress-nginx, which
+/// refuses other namespaces unless told to allow them).
+pub(super) fn same_namespace(value: &str, namespace: &str) -> Result<ObjectKey, String> {
+    let value = value.trim();
+    let (ns, name) = value.split_once('/').unwrap_or((namespace, value));
+    if ns != namespace {
+        return Err(format!(
+            "{value:?} is in another namespace; it must be in {namespace:?}"
+        ));
+    }
+    if name.is_empty() || name.contains('/') {
+        return Err(format!("{value:?} is not a name or namespace/name"));
+    }
+    Ok(ObjectKey::new(namespace, name))
 }
 
 /// Whether an Ingress's annotations name `from-to-www-redirect` at all

@@ -449,3 +449,30 @@ fn header_annotations() {
         .is_ok()
     );
 }
+
+#[test]
+fn named_objects_are_the_secrets_and_config_maps_of_the_ingress_namespace() {
+    let ingress: Ingress = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "shop", "annotations": {
+            "nginx.ingress.kubernetes.io/auth-secret": "users",
+            "ruststrom.io/auth-secret": "shop/admins",
+            "nginx.ingress.kubernetes.io/custom-headers": "shop/headers",
+            "nginx.ingress.kubernetes.io/auth-proxy-set-headers": "other/headers",
+        }}
+    }))
+    .unwrap();
+    let named = named_objects(&ingress);
+    // ruststrom.io/ wins; another namespace is never watched (the Ingress
+    // is rejected for it when compiled).
+    assert_eq!(named.secrets, [ObjectKey::new("shop", "admins")]);
+    assert_eq!(named.config_maps, [ObjectKey::new("shop", "headers")]);
+    assert_eq!(
+        same_namespace("a/b/c", "a").unwrap_err(),
+        "\"a/b/c\" is not a name or namespace/name"
+    );
+    assert!(same_namespace("other/x", "shop").is_err());
+    assert_eq!(
+        same_namespace(" x ", "shop").unwrap(),
+        ObjectKey::new("shop", "x")
+    );
+}

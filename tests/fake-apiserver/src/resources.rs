@@ -222,6 +222,9 @@ fn default_types() -> Vec<ResourceType> {
         ResourceType::new("", "v1", "secrets", "Secret", true)
             .with_fields(&["type"])
             .builtin(),
+        ResourceType::new("", "v1", "configmaps", "ConfigMap", true)
+            .with_short_names(&["cm"])
+            .builtin(),
         ResourceType::new("", "v1", "events", "Event", true)
             .with_short_names(&["ev"])
             .with_fields(&core_event_fields)
