@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
+use crate::proxy::access_log::Format as AccessLogFormat;
 use crate::proxy::normalize::EncodedSlashes;
 use crate::source::ObjectKey;
 
@@ -74,6 +75,10 @@ pub struct ServeArgs {
     /// Runtime worker threads [default: one per CPU].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// One line per request on standard output: `json`, `text`
+    /// (ingress-nginx's format) or `off` [default: json].
+    #[arg(long, value_name = "FORMAT")]
+    pub access_log: Option<AccessLogFormat>,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]

@@ -13,6 +13,7 @@ use crate::cli::{
     parse_size,
 };
 use crate::compile::CompileOptions;
+use crate::proxy::access_log::Format as AccessLogFormat;
 use crate::proxy::limits::{Limits, MIN_REQUEST_HEADER_SIZE};
 use crate::proxy::normalize::EncodedSlashes;
 use crate::source::ObjectKey;
@@ -50,6 +51,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub workers: usize,
+    /// `--access-log`.
+    pub access_log: AccessLogFormat,
     /// The front door's timeouts and limits.
     pub limits: Limits,
     pub compile: CompileOptions,
@@ -120,6 +123,7 @@ pub struct FileConfig {
     pub request_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub workers: Option<usize>,
+    pub access_log: Option<AccessLogFormat>,
     pub client_header_timeout: Option<String>,
     pub client_body_timeout: Option<String>,
     pub client_send_timeout: Option<String>,
@@ -252,6 +256,7 @@ impl Settings {
             shutdown_grace: duration(args.shutdown_grace, &file.shutdown_grace, "shutdown-grace")?
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             workers,
+            access_log: args.access_log.or(file.access_log).unwrap_or_default(),
         })
     }
 

@@ -22,6 +22,8 @@
 //!   requests refused for the client's own fault, never counted against a
 //!   backend; `connections_max`, `accept_paused_total` and
 //!   `accept_errors_total`: the connection cap and the accept loops.
+//! - `access_log_dropped_total`: access log lines dropped because the
+//!   output could not keep up (the request was never held back for them).
 //! - `tls_certificate_expiry_timestamp_seconds{secret}`: notAfter of every
 //!   certificate served, per Secret (`namespace/name`), to alert before one
 //!   expires.
@@ -92,6 +94,7 @@ pub struct Metrics {
     pub connections_max: IntGauge,
     pub accept_paused: IntCounter,
     pub accept_errors: IntCounter,
+    pub access_log_dropped: IntCounter,
     pub table_generation: IntGauge,
     pub table_routes: IntGauge,
     pub rejected_objects: IntGauge,
@@ -164,6 +167,10 @@ impl Metrics {
                 "accept_errors_total",
                 "Failed accepts (out of file descriptors, say)",
             )?,
+            access_log_dropped: IntCounter::new(
+                "access_log_dropped_total",
+                "Access log lines dropped because the output could not keep up",
+            )?,
             table_generation: IntGauge::new(
                 "routing_table_generation",
                 "Generation of the live routing table",
@@ -235,7 +242,7 @@ impl Metrics {
     }
 
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
             Box::new(self.requests_total.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.status_codes.clone()),
@@ -247,6 +254,7 @@ impl Metrics {
             Box::new(self.connections_max.clone()),
             Box::new(self.accept_paused.clone()),
             Box::new(self.accept_errors.clone()),
+            Box::new(self.access_log_dropped.clone()),
             Box::new(self.table_generation.clone()),
             Box::new(self.table_routes.clone()),
             Box::new(self.rejected_objects.clone()),

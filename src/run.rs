@@ -122,6 +122,11 @@ pub async fn serve(
     let admin_task = tokio::spawn(admin::serve(admin, admin_state, shutdown.clone()));
 
     let acceptor = proxy::tls::acceptor(table.clone())?;
+    let access_log = proxy::access_log::AccessLog::start(
+        settings.access_log,
+        Box::new(std::io::stdout()),
+        metrics.access_log_dropped.clone(),
+    )?;
     let proxy = Arc::new(Proxy {
         table,
         upstream: proxy::upstream::Upstream::new(
@@ -139,6 +144,7 @@ pub async fn serve(
         },
         limits: settings.limits.clone(),
         connections,
+        access_log,
     });
     let grace = settings.shutdown_grace;
     tokio::join!(

@@ -33,8 +33,10 @@ pub struct Sent {
     pub in_flight: InFlight,
     /// The connection it came on, to pool again once the body is read.
     pub lease: Lease,
-    /// Whether a retry produced it.
-    pub retried: bool,
+    /// Tries before the one that produced it.
+    pub retries: u32,
+    /// The endpoint that answered.
+    pub endpoint: Endpoint,
 }
 
 /// The last try's failure, when no retry was allowed or left.
@@ -166,7 +168,8 @@ pub async fn send(
                         response,
                         in_flight,
                         lease,
-                        retried: tries > 1,
+                        retries: tries - 1,
+                        endpoint,
                     })
                 }
                 Outcome::Refused(source) => Err(Failed::Connect { endpoint, source }),

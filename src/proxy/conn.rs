@@ -23,6 +23,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::access_log::Pending;
 use super::handler::ProxyBody;
 
 /// The requests open on one connection, and since when it has had none.
@@ -102,16 +103,31 @@ impl Drop for Open {
 }
 
 /// An answer's body, holding its request open on the connection until its
-/// last byte (or until the client goes away).
+/// last byte (or until the client goes away), and then finishing its access
+/// log record.
 #[derive(Debug)]
 pub struct Answer {
     inner: ProxyBody,
     _open: Open,
+    /// With the access log on: the record, and the body bytes sent so far.
+    log: Option<(Box<Pending>, u64)>,
 }
 
 impl Answer {
-    pub fn new(inner: ProxyBody, open: Open) -> Self {
-        Self { inner, _open: open }
+    pub fn new(inner: ProxyBody, open: Open, log: Option<Box<Pending>>) -> Self {
+        Self {
+            inner,
+            _open: open,
+            log: log.map(|pending| (pending, 0)),
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some((pending, sent)) = self.log.take() {
+            pending.finish(sent);
+        }
     }
 }
 
@@ -123,7 +139,11 @@ impl Body for Answer {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Some((_, sent)), Poll::Ready(Some(Ok(frame)))) = (&mut self.log, &polled) {
+            *sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::access_log::{Pending, Trace, Upstream};
 use super::admission::{self, Admitted};
 use super::attempt::{self, Failed};
 use super::body::{GaugeGuard, Tracked};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
-use super::{Proxy, ProxyError, cookie, features, route_redirect, upgrade};
+use super::{Proxy, ProxyError, cookie, features, route_redirect, source_range, upgrade};
 use crate::balance::{hash_with, sticky_id};
 use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
 
@@ -33,11 +34,22 @@ static SERVER: HeaderValue = HeaderValue::from_static("rust-strom");
 pub type ProxyBody = Either<Tracked, Full<Bytes>>;
 
 /// Answers one request. Never fails: every error becomes a response here,
-/// and every response is counted.
-pub async fn handle(proxy: &Proxy, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+/// and every response is counted. With the access log on, also returns the
+/// request's record, finished once the answer is sent.
+pub async fn handle(
+    proxy: &Proxy,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> (Response<ProxyBody>, Option<Box<Pending>>) {
     let start = Instant::now();
+    let mut pending = proxy.access_log.as_ref().map(|log| {
+        let client = source_range::client_address(conn, req.headers(), &proxy.https)
+            .unwrap_or(conn.peer.ip());
+        Box::new(log.begin(&req, client, conn.tls_info.clone(), start))
+    });
+    let mut trace = pending.as_ref().map(|_| Trace::default());
     let mut hsts = None;
-    let mut response = match forward(proxy, conn, req, &mut hsts).await {
+    let mut response = match forward(proxy, conn, req, &mut hsts, &mut trace).await {
         Ok(response) => response,
         Err(error) => {
             let m = &proxy.metrics;
@@ -68,7 +80,10 @@ pub async fn handle(proxy: &Proxy, conn: &ConnInfo, req: Request<Incoming>) -> R
     m.requests_total.inc();
     m.request_duration.observe(start.elapsed().as_secs_f64());
     m.count_status(response.status().as_u16());
-    response
+    if let (Some(pending), Some(trace)) = (pending.as_mut(), trace) {
+        pending.answered(response.status().as_u16(), trace);
+    }
+    (response, pending)
 }
 
 /// Routes and forwards; sets `hsts` when the route's Ingress asks for it on
@@ -78,6 +93,7 @@ async fn forward(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     hsts: &mut Option<HeaderValue>,
+    trace: &mut Option<Trace>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Admitted { host } = admission::admit(
         &mut req,
@@ -95,6 +111,10 @@ async fn forward(
         let route = table
             .lookup(&host_name, req.uri().path())
             .ok_or(ProxyError::NoRoute)?;
+        if let Some(trace) = trace.as_mut() {
+            trace.ingress = Some(route.source.as_str().into());
+            trace.backend = Some(route.backend.id.as_str().into());
+        }
         let features = route.features.as_deref();
         if let Some(answer) =
             features.and_then(|f| features::redirect(f, conn, host.as_ref(), req.uri().path()))
@@ -143,7 +163,13 @@ async fn forward(
     if let Some(features) = features.as_deref() {
         features::request_headers(features, req.headers_mut());
     }
+    // Sent upstream, returned to the client, and logged.
+    let request_id = req.headers().get(&headers::X_REQUEST_ID).cloned();
     let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout, max_body);
+    if let Some(trace) = trace.as_mut() {
+        trace.request_id.clone_from(&request_id);
+        trace.upload.clone_from(&upload);
+    }
 
     let metrics = backend.metrics();
     let gauge = GaugeGuard::new(&metrics.in_flight);
@@ -193,6 +219,13 @@ async fn forward(
     metrics
         .response_time
         .observe(started.elapsed().as_secs_f64());
+    if let Some(trace) = trace.as_mut() {
+        trace.upstream = Some(Upstream {
+            endpoint: sent.endpoint.authority().to_string(),
+            duration: started.elapsed(),
+        });
+        trace.retries = sent.retries;
+    }
 
     let mut response = sent.response;
     let mut lease = Some(sent.lease);
@@ -215,13 +248,18 @@ async fn forward(
     // Pin (or re-pin, after a retry or when the pinned endpoint was gone)
     // a client of a sticky backend.
     if let Some(sticky) = &policy.sticky
-        && (pinned.is_none() || sent.retried)
+        && (pinned.is_none() || sent.retries > 0)
         && let Some(value) = cookie::set_sticky(sticky, &sticky_id(sent.in_flight.state().key()))
     {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     if let Some(features) = features.as_deref() {
         features::response_headers(features, response.headers_mut());
+    }
+    if let Some(id) = request_id {
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID.clone(), id);
     }
     let read_timeout = policy
         .read_timeout

@@ -2,8 +2,11 @@
 //! hop-by-hop headers out, in both directions.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::access_log::TlsInfo;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -32,6 +35,8 @@ pub struct ConnInfo {
     /// The peer is in `--trusted-proxies`: its `X-Forwarded-Proto` and
     /// `X-Forwarded-Port` are passed on instead of replaced.
     pub trusted: bool,
+    /// The TLS version and SNI, for the access log (only kept when it is on).
+    pub tls_info: Option<Arc<TlsInfo>>,
 }
 
 impl ConnInfo {
@@ -47,6 +52,7 @@ impl ConnInfo {
             proto: HeaderValue::from_static(proto),
             tls: proto == "https",
             trusted: false,
+            tls_info: None,
         }
     }
 }

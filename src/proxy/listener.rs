@@ -143,6 +143,10 @@ pub async fn serve(
             let handshake =
                 super::tls::handshake(&acceptor, stream, limit, &proxy.metrics, shutdown.clone());
             if let Some(stream) = handshake.await {
+                let mut conn = conn;
+                if proxy.access_log.is_some() {
+                    conn.tls_info = Some(Arc::new(super::tls::info(stream.get_ref().1)));
+                }
                 let builder = match stream.get_ref().1.alpn_protocol() {
                     Some(b"h2") => &builders.http2,
                     Some(b"http/1.1") => &builders.http1,
@@ -206,8 +210,8 @@ async fn serve_connection<I>(
         let conn = conn.clone();
         let open = opened.open(req.version() == http::Version::HTTP_2);
         async move {
-            let response = handle(&proxy, &conn, req).await;
-            Ok::<_, Infallible>(response.map(|body| Answer::new(body, open)))
+            let (response, log) = handle(&proxy, &conn, req).await;
+            Ok::<_, Infallible>(response.map(|body| Answer::new(body, open, log)))
         }
     });
     let connection = builder

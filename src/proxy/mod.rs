@@ -12,6 +12,7 @@
 //! through [`body`], with every failure turned into a response in one
 //! place, [`error`].
 
+pub mod access_log;
 pub mod admission;
 pub mod attempt;
 pub mod basic_auth;
@@ -64,4 +65,6 @@ pub struct Proxy {
     pub limits: limits::Limits,
     /// `--max-connections`, shared by the HTTP and HTTPS listeners.
     pub connections: listener::ConnectionLimit,
+    /// `--access-log`; `None` when off.
+    pub access_log: Option<access_log::AccessLog>,
 }

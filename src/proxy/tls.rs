@@ -112,6 +112,19 @@ pub fn server_config(table: SharedTable) -> Result<Arc<ServerConfig>, TlsError> 
 }
 
 /// The acceptor for the HTTPS listener.
+/// The version and SNI a handshake settled, for the access log.
+pub fn info(conn: &rustls::ServerConnection) -> super::access_log::TlsInfo {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    super::access_log::TlsInfo {
+        version,
+        sni: conn.server_name().map(str::to_string),
+    }
+}
+
 pub fn acceptor(table: SharedTable) -> Result<TlsAcceptor, TlsError> {
     server_config(table).map(TlsAcceptor::from)
 }

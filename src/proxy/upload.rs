@@ -56,6 +56,8 @@ pub struct Watch {
     /// When the last piece was handed to the backend's connection, or when
     /// the body ended.
     progress: AtomicU64,
+    /// Body bytes received from the client so far (for the access log).
+    received: AtomicU64,
 }
 
 const SENDING: u8 = 0;
@@ -86,6 +88,7 @@ impl Watch {
             waiting_for_client: AtomicBool::new(false),
             waker: Mutex::new(None),
             progress: AtomicU64::new(0),
+            received: AtomicU64::new(0),
         }
     }
 
@@ -102,6 +105,11 @@ impl Watch {
             TOO_LARGE => Some(ClientFault::TooLarge),
             _ => None,
         }
+    }
+
+    /// Body bytes received from the client so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     pub fn phase(&self) -> Phase {
@@ -211,12 +219,11 @@ impl Body for Upload {
         let polled = Pin::new(&mut this.inner).poll_frame(&mut Context::from_waker(&relay));
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(max) = this.max {
-                    let len = frame.data_ref().map_or(0, Bytes::len) as u64;
-                    this.received = this.received.saturating_add(len);
-                    if this.received > max {
-                        return Poll::Ready(Some(Err(this.fail(ClientFault::TooLarge))));
-                    }
+                let len = frame.data_ref().map_or(0, Bytes::len) as u64;
+                this.received = this.received.saturating_add(len);
+                this.watch.received.store(this.received, Ordering::Relaxed);
+                if this.max.is_some_and(|max| this.received > max) {
+                    return Poll::Ready(Some(Err(this.fail(ClientFault::TooLarge))));
                 }
                 this.watch
                     .waiting_for_client

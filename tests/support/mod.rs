@@ -41,6 +41,8 @@ pub struct Proxy {
     pub http_port: u16,
     pub metrics_port: u16,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Standard output's lines (the access log), when captured.
+    out: Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
 impl Proxy {
@@ -87,7 +89,22 @@ impl Proxy {
         Self::launch(wrapper, args, &[]).await
     }
 
+    /// [`Self::start_args`], keeping what the process writes to standard
+    /// output (see [`Self::stdout_lines`]).
+    pub async fn start_capturing(args: &[String]) -> Proxy {
+        Self::spawn(&[], args, &[], true).await
+    }
+
     async fn launch(wrapper: &[&str], args: &[String], env: &[(String, String)]) -> Proxy {
+        Self::spawn(wrapper, args, env, false).await
+    }
+
+    async fn spawn(
+        wrapper: &[&str],
+        args: &[String],
+        env: &[(String, String)],
+        capture: bool,
+    ) -> Proxy {
         let bin = bin_path();
         let (program, before) = match wrapper.split_first() {
             Some((program, rest)) => (*program, [rest, &[bin.as_str()]].concat()),
@@ -103,10 +120,24 @@ impl Proxy {
             )
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start rust-strom");
+        let out = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    out.lock().push(line);
+                }
+            });
+        }
         let stderr = child.stderr.take().expect("stderr is piped");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (ports_tx, ports_rx) = oneshot::channel::<(u16, u16)>();
@@ -138,6 +169,7 @@ impl Proxy {
                 http_port,
                 metrics_port,
                 lines,
+                out,
             },
             _ => {
                 let _ = child.kill();
@@ -154,6 +186,12 @@ impl Proxy {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The lines written to standard output so far (with
+    /// [`Self::start_capturing`]).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.out.lock().clone()
     }
 
     /// Everything the process wrote to stderr so far.

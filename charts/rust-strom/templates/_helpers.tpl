@@ -69,6 +69,7 @@ runs is what values.yaml says. */}}
 {{- if gt (int $c.workers) 0 -}}
 {{- $args = append $args (printf "--workers=%d" (int $c.workers)) -}}
 {{- end -}}
+{{- $args = append $args (printf "--access-log=%s" $c.accessLog) -}}
 {{- with $c.trustedProxies -}}
 {{- $args = append $args (printf "--trusted-proxies=%s" (join "," .)) -}}
 {{- end -}}

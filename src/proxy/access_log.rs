@@ -1,0 +1,505 @@
+//! Access logs: one line per request, formatted and written off the request
+//! path.
+//!
+//! The request path fills a [`Record`] and hands it to a bounded channel
+//! ([`AccessLog::log`], never blocking); a thread of its own formats the
+//! records and writes them to standard output, flushing whenever the
+//! channel runs empty. When the channel is full (the output is slower than
+//! the traffic), records are dropped and counted in
+//! `access_log_dropped_total`: a full disk or a slow log collector must
+//! never slow requests down.
+//!
+//! A record is finished when the answer's last byte is sent or the client
+//! goes away ([`super::conn::Answer`]), so its duration and byte count are
+//! the whole exchange, as nginx's `$request_time` and `$bytes_sent`.
+//!
+//! Two formats (`--access-log`): `json`, one object per line, and `text`,
+//! ingress-nginx's default log format (nginx's combined format followed by
+//! the request's length and time, the route, the upstream's address, time
+//! and status, and the request id). The query string is never logged: it
+//! often carries tokens.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderValue, Method, Version};
+use prometheus::IntCounter;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::upload::Watch;
+
+/// A request's record, waiting for its answer to be sent whole.
+#[derive(Debug)]
+pub struct Pending {
+    log: AccessLog,
+    record: Record,
+    started: Instant,
+    /// The client's body, still counting its bytes.
+    upload: Option<Arc<Watch>>,
+}
+
+/// What the request path learns for the record on its way.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub ingress: Option<Arc<str>>,
+    pub backend: Option<Arc<str>>,
+    pub upstream: Option<Upstream>,
+    pub retries: u32,
+    pub request_id: Option<HeaderValue>,
+    pub upload: Option<Arc<Watch>>,
+}
+
+/// Records waiting to be written; beyond this they are dropped.
+const QUEUE: usize = 16 * 1024;
+
+/// `--access-log`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// ingress-nginx's default format, for people who grep.
+    Text,
+    /// No access log.
+    Off,
+}
+
+/// One request, as logged.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// When the request arrived.
+    pub time: SystemTime,
+    /// The client: the peer, or the address a trusted proxy's
+    /// `X-Forwarded-For` names.
+    pub client: IpAddr,
+    pub method: Method,
+    pub host: Option<HeaderValue>,
+    /// The path, without the query string.
+    pub path: String,
+    pub version: Version,
+    pub status: u16,
+    /// The request body's bytes, as received.
+    pub bytes_in: u64,
+    /// The answer body's bytes, as sent.
+    pub bytes_out: u64,
+    /// From the request's arrival to the answer's last byte.
+    pub duration: Duration,
+    pub upstream: Option<Upstream>,
+    /// Tries beyond the first.
+    pub retries: u32,
+    /// The `X-Request-Id` sent upstream and returned to the client.
+    pub request_id: Option<HeaderValue>,
+    /// The Ingress (`namespace/name`) whose route answered.
+    pub ingress: Option<Arc<str>>,
+    /// The backend (`namespace/service:port`) the route sends to.
+    pub backend: Option<Arc<str>>,
+    pub tls: Option<Arc<TlsInfo>>,
+    pub user_agent: Option<HeaderValue>,
+    pub referer: Option<HeaderValue>,
+}
+
+/// The endpoint that answered.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub endpoint: String,
+    /// From the request sent to the response headers.
+    pub duration: Duration,
+}
+
+/// What the TLS handshake settled.
+#[derive(Clone, Debug)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: &'static str,
+    pub sni: Option<String>,
+}
+
+/// The sending side, shared by every request.
+#[derive(Clone, Debug)]
+pub struct AccessLog {
+    tx: mpsc::Sender<Record>,
+    dropped: IntCounter,
+}
+
+impl AccessLog {
+    /// Starts the writer thread; `None` for [`Format::Off`].
+    pub fn start(
+        format: Format,
+        out: Box<dyn Write + Send>,
+        dropped: IntCounter,
+    ) -> std::io::Result<Option<Self>> {
+        if format == Format::Off {
+            return Ok(None);
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(rx, format, out))?;
+        Ok(Some(Self { tx, dropped }))
+    }
+
+    /// Starts the record of a request that arrived `started`.
+    pub fn begin<B>(
+        &self,
+        req: &http::Request<B>,
+        client: IpAddr,
+        tls: Option<Arc<TlsInfo>>,
+        started: Instant,
+    ) -> Pending {
+        let headers = req.headers();
+        let host = headers.get(http::header::HOST).cloned().or_else(|| {
+            let authority = req.uri().authority()?;
+            HeaderValue::from_str(authority.as_str()).ok()
+        });
+        Pending {
+            log: self.clone(),
+            record: Record {
+                time: SystemTime::now(),
+                client,
+                method: req.method().clone(),
+                host,
+                path: req.uri().path().to_string(),
+                version: req.version(),
+                status: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration: Duration::ZERO,
+                upstream: None,
+                retries: 0,
+                request_id: None,
+                ingress: None,
+                backend: None,
+                tls,
+                user_agent: headers.get(http::header::USER_AGENT).cloned(),
+                referer: headers.get(http::header::REFERER).cloned(),
+            },
+            started,
+            upload: None,
+        }
+    }
+
+    /// Queues a record; drops it (counted) when the queue is full.
+    pub fn log(&self, record: Record) {
+        if self.tx.try_send(record).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
+
+impl Pending {
+    /// What the answer says, and what the request path learnt.
+    pub fn answered(&mut self, status: u16, trace: Trace) {
+        let r = &mut self.record;
+        r.status = status;
+        r.ingress = trace.ingress;
+        r.backend = trace.backend;
+        r.upstream = trace.upstream;
+        r.retries = trace.retries;
+        r.request_id = trace.request_id;
+        self.upload = trace.upload;
+    }
+
+    /// The answer's last byte is sent (or the client went away): logs it.
+    pub fn finish(self, bytes_out: u64) {
+        let Pending {
+            log,
+            mut record,
+            started,
+            upload,
+        } = self;
+        record.bytes_out = bytes_out;
+        record.duration = started.elapsed();
+        record.bytes_in = upload.map_or(0, |u| u.received());
+        log.log(record);
+    }
+}
+
+/// Writes records until every sender is gone, flushing when caught up.
+fn write_loop(mut rx: mpsc::Receiver<Record>, format: Format, out: Box<dyn Write + Send>) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut line = String::with_capacity(512);
+    while let Some(record) = rx.blocking_recv() {
+        line.clear();
+        format_record(&record, format, &mut line);
+        line.push('\n');
+        let mut written = out.write_all(line.as_bytes());
+        if written.is_ok() && rx.is_empty() {
+            written = out.flush();
+        }
+        if let Err(error) = written {
+            // Nowhere left to say it but the log of the process itself.
+            tracing::warn!(%error, "access log write failed");
+        }
+    }
+    let _ = out.flush();
+}
+
+/// One record as a line (without its newline).
+pub fn format_record(record: &Record, format: Format, out: &mut String) {
+    match format {
+        Format::Json => json(record, out),
+        Format::Text => text(record, out),
+        Format::Off => {}
+    }
+}
+
+/// A header as text; bytes that are not UTF-8 become U+FFFD (JSON).
+fn header_str(value: Option<&HeaderValue>) -> Option<std::borrow::Cow<'_, str>> {
+    value.map(|v| String::from_utf8_lossy(v.as_bytes()))
+}
+
+fn version_str(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP",
+    }
+}
+
+fn json(r: &Record, out: &mut String) {
+    let upstream = r.upstream.as_ref();
+    let value = serde_json::json!({
+        "time": humantime::format_rfc3339_millis(r.time).to_string(),
+        "client": r.client.to_string(),
+        "method": r.method.as_str(),
+        "host": header_str(r.host.as_ref()),
+        "path": r.path,
+        "protocol": version_str(r.version),
+        "status": r.status,
+        "bytes_in": r.bytes_in,
+        "bytes_out": r.bytes_out,
+        "duration_ms": r.duration.as_secs_f64() * 1e3,
+        "upstream": upstream.map(|u| u.endpoint.as_str()),
+        "upstream_duration_ms": upstream.map(|u| u.duration.as_secs_f64() * 1e3),
+        "retries": r.retries,
+        "request_id": header_str(r.request_id.as_ref()),
+        "ingress": r.ingress.as_deref(),
+        "backend": r.backend.as_deref(),
+        "tls_version": r.tls.as_ref().map(|t| t.version),
+        "sni": r.tls.as_ref().and_then(|t| t.sni.as_deref()),
+        "user_agent": header_str(r.user_agent.as_ref()),
+        "referer": header_str(r.referer.as_ref()),
+    });
+    // A `Value` always serializes.
+    let _ = write!(out, "{value}");
+}
+
+/// ingress-nginx's default `log-format-upstream`:
+/// `$remote_addr - $remote_user [$time_local] "$request" $status
+/// $body_bytes_sent "$http_referer" "$http_user_agent" $request_length
+/// $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name]
+/// $upstream_addr $upstream_response_length $upstream_response_time
+/// $upstream_status $req_id`. RustStrom has no `$remote_user`, no
+/// alternative upstream, and does not keep the upstream's own length and
+/// status apart from the client's: those are written as nginx writes an
+/// unknown value, `-`. `$request_length` is the body's length here.
+fn text(r: &Record, out: &mut String) {
+    let quoted = |v: Option<&HeaderValue>| v.map_or_else(|| "-".into(), |v| escape(v.as_bytes()));
+    let upstream = r.upstream.as_ref();
+    let _ = write!(
+        out,
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {} {:.3} [{}] [] {} - {} {} {}",
+        r.client,
+        nginx_time(r.time),
+        r.method,
+        escape(r.path.as_bytes()),
+        version_str(r.version),
+        r.status,
+        r.bytes_out,
+        quoted(r.referer.as_ref()),
+        quoted(r.user_agent.as_ref()),
+        r.bytes_in,
+        r.duration.as_secs_f64(),
+        r.backend.as_deref().unwrap_or("-"),
+        upstream.map_or("-", |u| u.endpoint.as_str()),
+        upstream.map_or_else(
+            || "-".into(),
+            |u| format!("{:.3}", u.duration.as_secs_f64())
+        ),
+        upstream.map_or_else(|| "-".into(), |_| r.status.to_string()),
+        r.request_id
+            .as_ref()
+            .map_or_else(|| "-".into(), |v| escape(v.as_bytes())),
+    );
+}
+
+/// As nginx escapes variables in its logs: `"`, `\` and bytes outside
+/// printable ASCII as `\xHH`, so a line can never be split or forged.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            let _ = write!(out, "\\x{b:02X}");
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
+}
+
+/// nginx's `$time_local` in UTC: `03/Dec/2026:18:32:48 +0000`.
+fn nginx_time(time: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // `2026-12-03T18:32:48Z`
+    let rfc = humantime::format_rfc3339_seconds(time).to_string();
+    let field = |range: std::ops::Range<usize>| rfc.get(range).unwrap_or("");
+    let month = field(5..7)
+        .parse::<usize>()
+        .ok()
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+        .unwrap_or(&"???");
+    format!(
+        "{}/{}/{}:{} +0000",
+        field(8..10),
+        month,
+        field(0..4),
+        field(11..19)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_322_768),
+            client: "192.0.2.7".parse().unwrap(),
+            method: Method::POST,
+            host: Some(HeaderValue::from_static("shop.example.com")),
+            path: "/cart \"x\"".into(),
+            version: Version::HTTP_11,
+            status: 201,
+            bytes_in: 12,
+            bytes_out: 345,
+            duration: Duration::from_millis(1500),
+            upstream: Some(Upstream {
+                endpoint: "10.0.0.3:8080".into(),
+                duration: Duration::from_millis(1234),
+            }),
+            retries: 1,
+            request_id: Some(HeaderValue::from_static("abc-123")),
+            ingress: Some("shop/web".into()),
+            backend: Some("shop/web:80".into()),
+            tls: Some(Arc::new(TlsInfo {
+                version: "TLSv1.3",
+                sni: Some("shop.example.com".into()),
+            })),
+            user_agent: Some(HeaderValue::from_static("curl/8.5.0")),
+            referer: None,
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_every_field() {
+        let mut line = String::new();
+        format_record(&record(), Format::Json, &mut line);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["time"], "2026-12-03T18:32:48.000Z");
+        assert_eq!(v["client"], "192.0.2.7");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["host"], "shop.example.com");
+        assert_eq!(v["path"], "/cart \"x\"");
+        assert_eq!(v["protocol"], "HTTP/1.1");
+        assert_eq!(v["status"], 201);
+        assert_eq!(v["bytes_in"], 12);
+        assert_eq!(v["bytes_out"], 345);
+        assert_eq!(v["duration_ms"], 1500.0);
+        assert_eq!(v["upstream"], "10.0.0.3:8080");
+        assert_eq!(v["upstream_duration_ms"], 1234.0);
+        assert_eq!(v["retries"], 1);
+        assert_eq!(v["request_id"], "abc-123");
+        assert_eq!(v["ingress"], "shop/web");
+        assert_eq!(v["backend"], "shop/web:80");
+        assert_eq!(v["tls_version"], "TLSv1.3");
+        assert_eq!(v["sni"], "shop.example.com");
+        assert_eq!(v["user_agent"], "curl/8.5.0");
+        assert!(v["referer"].is_null());
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn text_lines_follow_ingress_nginx_and_cannot_be_forged() {
+        let mut line = String::new();
+        format_record(&record(), Format::Text, &mut line);
+        assert_eq!(
+            line,
+            "192.0.2.7 - - [03/Dec/2026:18:32:48 +0000] \"POST /cart \\x22x\\x22 HTTP/1.1\" 201 345 \
+             \"-\" \"curl/8.5.0\" 12 1.500 [shop/web:80] [] 10.0.0.3:8080 - 1.234 201 abc-123"
+        );
+        let mut r = record();
+        r.user_agent = Some(HeaderValue::from_bytes(b"evil\" 200 \xff").unwrap());
+        r.upstream = None;
+        line.clear();
+        format_record(&r, Format::Text, &mut line);
+        assert!(line.contains("\"evil\\x22 200 \\xFF\""), "{line}");
+        assert!(line.ends_with("[shop/web:80] [] - - - - abc-123"), "{line}");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let log = AccessLog {
+            tx,
+            dropped: dropped.clone(),
+        };
+        log.log(record());
+        log.log(record());
+        log.log(record());
+        assert_eq!(dropped.get(), 2);
+    }
+
+    /// A writer that keeps what it was given.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_writer_thread_writes_one_line_per_record() {
+        let out = Shared::default();
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let log = AccessLog::start(Format::Json, Box::new(out.clone()), dropped)
+            .unwrap()
+            .unwrap();
+        for _ in 0..3 {
+            log.log(record());
+        }
+        drop(log);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while out.0.lock().iter().filter(|b| **b == b'\n').count() < 3 {
+            assert!(std::time::Instant::now() < deadline, "lines not written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let text = String::from_utf8(out.0.lock().clone()).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(
+            AccessLog::start(
+                Format::Off,
+                Box::new(out),
+                IntCounter::new("e", "e").unwrap()
+            )
+            .unwrap()
+            .is_none()
+        );
+    }
+}
