@@ -406,6 +406,8 @@ mod tests {
             "config_reloads_total",
             "tls_handshakes_total",
             "tls_handshake_errors_total",
+            "rate_limited_total",
+            "rate_limit_tracked_clients",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}")),
