@@ -24,11 +24,16 @@
 //!   `accept_errors_total`: the connection cap and the accept loops.
 //! - `access_log_dropped_total`: access log lines dropped because the
 //!   output could not keep up (the request was never held back for them).
+//! - `rate_limited_total{kind}` (kinds in [`RATE_LIMIT_KINDS`]): requests
+//!   refused with 429 by an Ingress's `limit-*` annotations;
+//!   `rate_limit_tracked_clients`: client addresses their limiters track.
 //! - `tls_certificate_expiry_timestamp_seconds{secret}`: notAfter of every
 //!   certificate served, per Secret (`namespace/name`), to alert before one
 //!   expires.
 
 mod backend;
+
+use crate::model::{LimitKind, rate_limit};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -75,6 +80,9 @@ pub const CLIENT_ERROR_REASONS: [&str; 10] = [
     "unauthorized",
 ];
 
+/// Every `kind` of `rate_limited_total`.
+pub const RATE_LIMIT_KINDS: [&str; 3] = ["connections", "rps", "rpm"];
+
 /// Every metric family, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -105,6 +113,8 @@ pub struct Metrics {
     pub tls_handshakes: IntCounter,
     tls_handshake_errors: IntCounterVec,
     certificate_expiry: IntGaugeVec,
+    rate_limited: IntCounterVec,
+    rate_limit_clients: IntGauge,
 }
 
 // === impl Metrics ===
@@ -220,6 +230,17 @@ impl Metrics {
                 ),
                 &["secret"],
             )?,
+            rate_limited: IntCounterVec::new(
+                Opts::new(
+                    "rate_limited_total",
+                    "Requests refused with 429 by an Ingress's limits, by limit",
+                ),
+                &["kind"],
+            )?,
+            rate_limit_clients: IntGauge::new(
+                "rate_limit_tracked_clients",
+                "Client addresses the Ingresses' limits track now (at most 16384 per Ingress for rates, as many for connections)",
+            )?,
             backends: BackendFamilies::new()?,
             backend_series: OnceLock::new(),
             registry,
@@ -238,11 +259,14 @@ impl Metrics {
         for reason in CLIENT_ERROR_REASONS {
             m.client_errors.with_label_values(&[reason]);
         }
+        for kind in RATE_LIMIT_KINDS {
+            m.rate_limited.with_label_values(&[kind]);
+        }
         Ok(m)
     }
 
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 25] = [
             Box::new(self.requests_total.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.status_codes.clone()),
@@ -265,6 +289,8 @@ impl Metrics {
             Box::new(self.tls_handshakes.clone()),
             Box::new(self.tls_handshake_errors.clone()),
             Box::new(self.certificate_expiry.clone()),
+            Box::new(self.rate_limited.clone()),
+            Box::new(self.rate_limit_clients.clone()),
             Box::new(build_info()?),
         ];
         for c in collectors {
@@ -335,8 +361,21 @@ impl Metrics {
         }
     }
 
+    /// Counts a request refused by an Ingress's limits.
+    pub fn count_rate_limited(&self, kind: LimitKind) {
+        let label = match kind {
+            LimitKind::Connections => "connections",
+            LimitKind::Rps => "rps",
+            LimitKind::Rpm => "rpm",
+        };
+        self.rate_limited.with_label_values(&[label]).inc();
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> String {
+        // Read when scraped: the limiters keep one counter, not a gauge each.
+        self.rate_limit_clients
+            .set(i64::try_from(rate_limit::tracked_clients()).unwrap_or(i64::MAX));
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
@@ -375,6 +414,8 @@ mod tests {
             "config_reloads_total",
             "tls_handshakes_total",
             "tls_handshake_errors_total",
+            "rate_limited_total",
+            "rate_limit_tracked_clients",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}")),

@@ -39,9 +39,16 @@ pub(super) fn add(
             return false;
         }
     };
+    // The uid too: an Ingress deleted and made again starts its limits
+    // afresh, as in ingress-nginx.
+    let owner = format!(
+        "{key}#{}",
+        ingress.metadata.uid.as_deref().unwrap_or_default()
+    );
     let annotations = match super::annotations::parse(
         ingress.metadata.annotations.as_ref(),
         &key.namespace,
+        &owner,
         backends.snapshot(),
     ) {
         Ok(parsed) => parsed,

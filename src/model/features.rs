@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
 
+use super::{ClientLimits, Cors};
+
 /// The request-path features of one Ingress's routes, shared by them all.
 ///
 /// A route carries `Option<Arc<RouteFeatures>>`: `None` for an Ingress
@@ -23,6 +25,12 @@ pub struct RouteFeatures {
     /// `whitelist-source-range` / `allowlist-source-range`,
     /// `denylist-source-range`: 403 for other client addresses.
     pub source_ranges: Option<SourceRanges>,
+    /// `limit-connections`, `limit-rps`, `limit-rpm`: 429 for a client
+    /// address over them.
+    pub limits: Option<ClientLimits>,
+    /// `enable-cors`: preflights answered here (204), CORS headers on
+    /// every answer for an allowed origin.
+    pub cors: Option<Cors>,
     /// `auth-type: basic`: the users who may pass, 401 for others.
     pub basic_auth: Option<BasicAuth>,
     /// `proxy-body-size`: the largest request body in bytes (413 above it).

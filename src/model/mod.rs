@@ -2,19 +2,23 @@
 //! read by [`crate::proxy`]. Nothing here knows about Kubernetes or hyper.
 
 mod backend;
+mod cors;
 mod features;
 mod host;
 mod path;
 mod policy;
+pub mod rate_limit;
 mod table;
 mod tls;
 
 pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
+pub use cors::{Cors, OriginPattern, Origins};
 pub use features::{BasicAuth, HeaderEdits, PasswordHash, Redirect, RouteFeatures, SourceRanges};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{
     ActiveCheck, Algorithm, BackendPolicy, HashKey, PassiveCheck, RetryPolicy, StickyCookie,
 };
+pub use rate_limit::{ClientLimits, LimitKind, LimitSettings, Rate, Refusal, Slot};
 pub use table::{HostRoutes, Route, RoutingTable, TableBuilder};
 pub use tls::{Certificate, HostTls, HttpsPolicy, TlsBuilder, TlsTable};

@@ -19,6 +19,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::upstream::Lease;
 use crate::balance::InFlight;
+use crate::model::Slot;
 
 /// A backend's body with its in-flight guard and its connection.
 #[derive(Debug)]
@@ -52,6 +53,9 @@ struct Done {
     gauge: GaugeGuard,
     /// `None` for a connection that cannot be reused (an upgrade).
     lease: Option<Lease>,
+    /// Held for its `Drop`: the client's address stops counting this
+    /// request against `limit-connections` once its answer is sent.
+    _slot: Option<Slot>,
 }
 
 /// Holds one unit of a gauge (`backend_in_flight`) while it lives.
@@ -85,10 +89,19 @@ impl Tracked {
                 _in_flight: in_flight,
                 gauge,
                 lease,
+                _slot: None,
             }),
             read_timeout,
             timer: None,
         }
+    }
+
+    /// Holds the client's `limit-connections` slot until the body ends.
+    pub fn with_slot(mut self, slot: Option<Slot>) -> Self {
+        if let Some(done) = self.done.as_mut() {
+            done._slot = slot;
+        }
+        self
     }
 
     /// The body ended; `complete` when it was read to its end.

@@ -8,6 +8,7 @@ use http_body_util::{Either, Full};
 use super::handler::ProxyBody;
 use super::normalize::PathError;
 use super::upload::ClientFault;
+use crate::model::LimitKind;
 
 /// Why the proxy answered instead of a backend.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,10 @@ pub enum ProxyError {
     /// The route's source ranges do not allow the client's address.
     #[error("the client's address is not allowed on this route")]
     Forbidden,
+    /// The client's address is over a limit of the route's Ingress
+    /// (`limit-rps`, `limit-rpm`, `limit-connections`).
+    #[error("the client's address is over its {kind:?} limit")]
+    RateLimited { kind: LimitKind, retry_after: u64 },
     /// The client broke its request body (400), stopped sending it (408),
     /// or sent more than the route allows (413).
     #[error("the client's request body failed: {0:?}")]
@@ -76,6 +81,7 @@ impl ProxyError {
             ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::ClientBody(ClientFault::TimedOut) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(ClientFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
@@ -127,6 +133,7 @@ impl ProxyError {
             ProxyError::HeadTooLarge => "the request headers are too large",
             ProxyError::Forbidden => "this address may not use this route",
             ProxyError::Unauthorized(_) => "authentication is required",
+            ProxyError::RateLimited { .. } => "too many requests from this address",
             ProxyError::ClientBody(ClientFault::TimedOut) => "the request body stopped arriving",
             ProxyError::ClientBody(ClientFault::TooLarge) => "the request body is too large",
             ProxyError::ClientBody(_) => "the request body was broken",
@@ -146,6 +153,10 @@ impl ProxyError {
             ProxyError::Unauthorized(challenge) => {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            ProxyError::RateLimited { retry_after, .. } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ProxyError::MethodNotAllowed => {
                 resp.headers_mut().insert(

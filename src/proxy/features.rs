@@ -9,19 +9,27 @@
 //! then, after the HTTPS redirect, before the endpoint is picked ([`admit`]):
 //! 2. source ranges ([`source_range`]): 403 for a client address they do
 //!    not allow;
-//! 3. the body limit: 413 for a `Content-Length` over it. A body without
+//! 3. limits per client address ([`rate_limit`]): `limit-connections`,
+//!    then `limit-rps` and `limit-rpm`, 429 over any;
+//! 4. the body limit: 413 for a `Content-Length` over it. A body without
 //!    one is counted while it streams ([`super::upload`]);
+//!
+//! then ([`super::cors::Pending::preflight`]):
+//! 5. a CORS preflight from an allowed origin is answered (204);
 //!
 //! then, with the routing table let go ([`authenticate`] may wait for a
 //! hash on the blocking pool):
-//! 4. basic authentication ([`basic_auth`]): 401 with the challenge;
+//! 6. basic authentication ([`basic_auth`]): 401 with the challenge;
 //!
 //! then, once the forwarding headers are set ([`request_headers`]):
-//! 5. `upstream-vhost` (the backend's `Host`), `x-forwarded-prefix`, then
+//! 7. `upstream-vhost` (the backend's `Host`), `x-forwarded-prefix`, then
 //!    `ruststrom.io/request-headers` (remove, then set);
 //!
 //! and on the backend's answer ([`response_headers`]):
-//! 6. `ruststrom.io/response-headers` (remove, then set).
+//! 8. `ruststrom.io/response-headers` (remove, then set);
+//!
+//! and last, on every answer of a CORS route, the proxy's own included:
+//! 9. the CORS headers ([`super::cors`]).
 //!
 //! A route without annotations carries no features: the handler tests one
 //! `Option` and goes on.
@@ -34,8 +42,8 @@ use super::handler::ProxyBody;
 use super::headers::ConnInfo;
 use super::redirect::HttpsSettings;
 use super::upload::ClientFault;
-use super::{basic_auth, route_redirect, source_range};
-use crate::model::RouteFeatures;
+use super::{basic_auth, rate_limit, route_redirect, source_range};
+use crate::model::{RouteFeatures, Slot};
 
 /// Step 1: the redirect the route answers with instead of its backend.
 pub fn redirect(
@@ -47,27 +55,33 @@ pub fn redirect(
     route_redirect::answer(features, conn.tls, host, path)
 }
 
-/// Steps 2 and 3: checks a request against its route's features before it is forwarded.
+/// Steps 2 to 4: checks a request against its route's features before it
+/// is forwarded. The slot, when the route limits connections, is held
+/// until the answer is sent.
 pub fn admit(
     features: &RouteFeatures,
     conn: &ConnInfo,
     headers: &HeaderMap,
     https: &HttpsSettings,
-) -> Result<(), ProxyError> {
+) -> Result<Option<Slot>, ProxyError> {
     if let Some(ranges) = &features.source_ranges
         && !source_range::allowed(ranges, conn, headers, https)
     {
         return Err(ProxyError::Forbidden);
     }
+    let slot = match &features.limits {
+        Some(limits) => rate_limit::admit(limits, conn, headers, https)?,
+        None => None,
+    };
     if let Some(max) = features.max_body
         && declared_length(headers).is_some_and(|length| length > max)
     {
         return Err(ProxyError::ClientBody(ClientFault::TooLarge));
     }
-    Ok(())
+    Ok(slot)
 }
 
-/// Step 4: the route's users, when it has some.
+/// Step 6: the route's users, when it has some.
 pub async fn authenticate(features: &RouteFeatures, headers: &HeaderMap) -> Result<(), ProxyError> {
     match &features.basic_auth {
         Some(auth) if !basic_auth::allowed(auth, headers).await => {
@@ -79,7 +93,7 @@ pub async fn authenticate(features: &RouteFeatures, headers: &HeaderMap) -> Resu
 
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
-/// Step 5: the backend's request headers.
+/// Step 7: the backend's request headers.
 pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
     if let Some(host) = &features.upstream_vhost {
         headers.insert(HOST, host.clone());
@@ -92,7 +106,7 @@ pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
     }
 }
 
-/// Step 6: the headers of the backend's answer.
+/// Step 8: the headers of the backend's answer.
 pub fn response_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
     if let Some(custom) = &features.custom_headers {
         custom.apply(headers);

@@ -23,7 +23,7 @@ use super::body::{GaugeGuard, Tracked};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
-use super::{Proxy, ProxyError, cookie, features, route_redirect, source_range, upgrade};
+use super::{Proxy, ProxyError, cookie, cors, features, route_redirect, source_range, upgrade};
 use crate::balance::{hash_with, sticky_id};
 use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
 
@@ -49,10 +49,15 @@ pub async fn handle(
     });
     let mut trace = pending.as_ref().map(|_| Trace::default());
     let mut hsts = None;
-    let mut response = match forward(proxy, conn, req, &mut hsts, &mut trace).await {
+    let mut cors = None;
+    let mut response = match forward(proxy, conn, req, &mut hsts, &mut cors, &mut trace).await {
         Ok(response) => response,
         Err(error) => {
             let m = &proxy.metrics;
+            if let ProxyError::RateLimited { kind, .. } = &error {
+                m.count_rate_limited(*kind);
+                tracing::debug!(%error, peer = %conn.peer, "request limited");
+            }
             if error.is_backend_failure() {
                 m.errors_total.inc();
                 tracing::warn!(%error, peer = %conn.peer, "request failed");
@@ -71,6 +76,9 @@ pub async fn handle(
             .headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, value);
     }
+    if let Some(cors) = &cors {
+        cors.apply(response.headers_mut());
+    }
     if proxy.limits.server_header {
         response
             .headers_mut()
@@ -87,12 +95,14 @@ pub async fn handle(
 }
 
 /// Routes and forwards; sets `hsts` when the route's Ingress asks for it on
-/// a request that came over HTTPS (the caller adds it to any answer).
+/// a request that came over HTTPS, and `cors` when it enables CORS (the
+/// caller adds them to any answer).
 async fn forward(
     proxy: &Proxy,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     hsts: &mut Option<HeaderValue>,
+    cors: &mut Option<cors::Pending>,
     trace: &mut Option<Trace>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Admitted { host } = admission::admit(
@@ -100,7 +110,7 @@ async fn forward(
         proxy.limits.encoded_slashes,
         proxy.limits.max_request_header_size,
     )?;
-    let (backend, features) = {
+    let (backend, features, slot) = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_name = normalize_host(host_name);
@@ -114,6 +124,9 @@ async fn forward(
         if let Some(trace) = trace.as_mut() {
             trace.ingress = Some(route.source.as_str().into());
             trace.backend = Some(route.backend.id.as_str().into());
+        }
+        if let Some(features) = &route.features {
+            *cors = cors::Pending::new(features, req.headers());
         }
         let features = route.features.as_deref();
         if let Some(answer) =
@@ -130,10 +143,17 @@ async fn forward(
             Decision::Hsts(value) => *hsts = Some(value),
             Decision::Forward => {}
         }
-        if let Some(features) = features {
-            features::admit(features, conn, req.headers(), &proxy.https)?;
+        let slot = match features {
+            Some(features) => features::admit(features, conn, req.headers(), &proxy.https)?,
+            None => None,
+        };
+        if let Some(answer) = cors
+            .as_ref()
+            .and_then(|c| c.preflight(req.method(), req.headers()))
+        {
+            return Ok(answer);
         }
-        (route.backend.clone(), route.features.clone())
+        (route.backend.clone(), route.features.clone(), slot)
     };
     if let Some(features) = features.as_deref() {
         features::authenticate(features, req.headers()).await?;
@@ -265,13 +285,7 @@ async fn forward(
         .read_timeout
         .unwrap_or(proxy.limits.proxy_read_timeout);
     Ok(response.map(|body| {
-        Either::Left(Tracked::new(
-            body,
-            sent.in_flight,
-            gauge,
-            lease,
-            read_timeout,
-        ))
+        Either::Left(Tracked::new(body, sent.in_flight, gauge, lease, read_timeout).with_slot(slot))
     }))
 }
 

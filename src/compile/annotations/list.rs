@@ -57,9 +57,9 @@ const WAF: &str =
 const EXT_AUTH: &str =
     "external authentication is not implemented yet; served without it, the routes would be open";
 const CLIENT_CERT: &str = "client certificate authentication is not implemented yet; served without it, the routes would be open";
-const LIMITS: &str = "rate and connection limits are not implemented yet; served without them, the routes would be unlimited";
+const GLOBAL_LIMITS: &str = "global rate limits (counted across replicas in memcached) are not implemented; served without them, the routes would be unlimited";
+const BANDWIDTH: &str = "answers are not slowed to a bandwidth per connection (not an access restriction); they go at full speed";
 const CANARY: &str = "canary routing is not implemented; the canary Ingress would take or conflict with the main one's traffic";
-const CORS: &str = "CORS is not implemented yet; preflights would reach the backend and answers would lack the CORS headers";
 const REWRITE: &str =
     "path rewriting is not implemented; the backend would get other paths than asked";
 const BACKEND_TLS: &str =
@@ -272,13 +272,37 @@ pub const KNOWN: &[Known] = &[
         "RustStrom never replaces a backend's error answers",
     ),
     // CORS.
-    n("enable-cors", OnlyAs(&["false"]), CORS),
-    n("cors-allow-origin", Refused, CORS),
-    n("cors-allow-methods", Refused, CORS),
-    n("cors-allow-headers", Refused, CORS),
-    n("cors-expose-headers", Refused, CORS),
-    n("cors-allow-credentials", Refused, CORS),
-    n("cors-max-age", Refused, CORS),
+    n(
+        "enable-cors",
+        Honoured,
+        "preflights answered here (204), CORS headers on answers for allowed origins",
+    ),
+    n("cors-allow-origin", Honoured, "the origins allowed"),
+    n(
+        "cors-allow-methods",
+        Honoured,
+        "Access-Control-Allow-Methods",
+    ),
+    n(
+        "cors-allow-headers",
+        Honoured,
+        "Access-Control-Allow-Headers",
+    ),
+    n(
+        "cors-expose-headers",
+        Honoured,
+        "Access-Control-Expose-Headers",
+    ),
+    n(
+        "cors-allow-credentials",
+        Honoured,
+        "Access-Control-Allow-Credentials: true (not with *)",
+    ),
+    n(
+        "cors-max-age",
+        Honoured,
+        "Access-Control-Max-Age: seconds a preflight's answer may be cached",
+    ),
     // Headers and host.
     n(
         "custom-headers",
@@ -320,18 +344,42 @@ pub const KNOWN: &[Known] = &[
         Honoured,
         "the client addresses refused with 403",
     ),
-    n("limit-rps", Refused, LIMITS),
-    n("limit-rpm", Refused, LIMITS),
-    n("limit-burst-multiplier", Refused, LIMITS),
-    n("limit-connections", Refused, LIMITS),
-    n("limit-rate", Refused, LIMITS),
-    n("limit-rate-after", Refused, LIMITS),
-    n("limit-whitelist", Refused, LIMITS),
-    n("limit-allowlist", Refused, LIMITS),
-    n("global-rate-limit", Refused, LIMITS),
-    n("global-rate-limit-window", Refused, LIMITS),
-    n("global-rate-limit-key", Refused, LIMITS),
-    n("global-rate-limit-ignored-cidrs", Refused, LIMITS),
+    n(
+        "limit-rps",
+        Honoured,
+        "requests per second per client address; 429 above the burst",
+    ),
+    n(
+        "limit-rpm",
+        Honoured,
+        "requests per minute per client address; 429 above the burst",
+    ),
+    n(
+        "limit-burst-multiplier",
+        Honoured,
+        "the burst: this many times the rate",
+    ),
+    n(
+        "limit-connections",
+        Honoured,
+        "requests in flight per client address; 429 above",
+    ),
+    n("limit-rate", Ignored, BANDWIDTH),
+    n("limit-rate-after", Ignored, BANDWIDTH),
+    n(
+        "limit-whitelist",
+        Honoured,
+        "client addresses never limited (limit-allowlist wins)",
+    ),
+    n(
+        "limit-allowlist",
+        Honoured,
+        "client addresses never limited",
+    ),
+    n("global-rate-limit", Refused, GLOBAL_LIMITS),
+    n("global-rate-limit-window", Refused, GLOBAL_LIMITS),
+    n("global-rate-limit-key", Refused, GLOBAL_LIMITS),
+    n("global-rate-limit-ignored-cidrs", Refused, GLOBAL_LIMITS),
     // Mirroring.
     n(
         "mirror-target",

@@ -8,7 +8,9 @@
 //! without effect here are accepted with a notice.
 
 mod basic_auth;
+mod cors;
 mod custom_headers;
+mod limits;
 mod list;
 #[cfg(test)]
 mod tests;
@@ -50,11 +52,14 @@ pub(super) struct Parsed {
 }
 
 /// Checks every annotation and parses the honoured ones, reading the
-/// Secrets they name in `namespace` from `snapshot`. `Err` is the reason
-/// the Ingress is rejected, naming the annotation.
+/// Secrets they name in `namespace` from `snapshot`. `owner` names the
+/// Ingress (namespace, name and uid): its rate limits keep their counters
+/// across compiles under that name. `Err` is the reason the Ingress is
+/// rejected, naming the annotation.
 pub(super) fn parse(
     annotations: Option<&BTreeMap<String, String>>,
     namespace: &str,
+    owner: &str,
     snapshot: &Snapshot,
 ) -> Result<Parsed, String> {
     let Some(annotations) = annotations else {
@@ -103,8 +108,12 @@ pub(super) fn parse(
             None
         }
     };
+    let limits = limits::parse(&read, owner, &mut notices)?;
+    let cors = cors::parse(&read, &mut notices)?;
     let features = RouteFeatures {
         basic_auth,
+        limits,
+        cors,
         app_root: read.parse("app-root", app_root)?,
         redirect: redirect(&read)?,
         source_ranges,

@@ -70,7 +70,12 @@ fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn parsed(pairs: &[(&str, &str)]) -> Result<Parsed, String> {
-    parse(Some(&annotations(pairs)), "default", &Snapshot::default())
+    parse(
+        Some(&annotations(pairs)),
+        "default",
+        "default/test#",
+        &Snapshot::default(),
+    )
 }
 
 #[test]
@@ -91,6 +96,15 @@ fn statuses_decide_acceptance() {
         (&[("nginx.ingress.kubernetes.io/not-a-thing", "x")], Ok(1)),
         (
             &[("nginx.ingress.kubernetes.io/enable-cors", "false")],
+            Ok(0),
+        ),
+        (
+            &[("nginx.ingress.kubernetes.io/cors-allow-origin", "*")],
+            Ok(1),
+        ),
+        (&[("nginx.ingress.kubernetes.io/limit-rate", "100")], Ok(1)),
+        (
+            &[("nginx.ingress.kubernetes.io/limit-allowlist", "10.0.0.0/8")],
             Ok(1),
         ),
         (
@@ -117,9 +131,10 @@ fn statuses_decide_acceptance() {
             &[("nginx.ingress.kubernetes.io/auth-secret", "users")],
             Ok(1),
         ),
+        (&[("nginx.ingress.kubernetes.io/limit-rps", "5")], Ok(0)),
         (
-            &[("nginx.ingress.kubernetes.io/limit-rps", "5")],
-            Err("limit-rps is refused"),
+            &[("nginx.ingress.kubernetes.io/global-rate-limit", "5")],
+            Err("global-rate-limit is refused"),
         ),
         (
             &[(
@@ -143,10 +158,6 @@ fn statuses_decide_acceptance() {
         (
             &[("nginx.ingress.kubernetes.io/enable-modsecurity", "true")],
             Err("enable-modsecurity: \"true\" is refused"),
-        ),
-        (
-            &[("nginx.ingress.kubernetes.io/enable-cors", "true")],
-            Err("enable-cors: \"true\" is refused"),
         ),
         (
             &[("nginx.ingress.kubernetes.io/backend-protocol", "GRPC")],
@@ -196,6 +207,14 @@ fn values_that_do_not_parse_reject_naming_the_annotation() {
             "99999999999999999g",
         ),
         ("nginx.ingress.kubernetes.io/proxy-body-size", ""),
+        ("nginx.ingress.kubernetes.io/limit-rps", "abc"),
+        ("nginx.ingress.kubernetes.io/limit-rps", "-1"),
+        ("nginx.ingress.kubernetes.io/limit-rps", "2000000"),
+        ("nginx.ingress.kubernetes.io/limit-rpm", "1.5"),
+        ("ruststrom.io/limit-connections", "many"),
+        ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "-5"),
+        ("nginx.ingress.kubernetes.io/limit-whitelist", "10.0.0.0/33"),
+        ("nginx.ingress.kubernetes.io/enable-cors", "yes"),
     ] {
         let reason = parsed(&[(key, value)]).unwrap_err();
         assert!(
@@ -475,4 +494,58 @@ fn named_objects_are_the_secrets_and_config_maps_of_the_ingress_namespace() {
         same_namespace(" x ", "shop").unwrap(),
         ObjectKey::new("shop", "x")
     );
+}
+
+#[test]
+fn bad_cors_values_reject_naming_the_annotation() {
+    for (name, value) in [
+        ("cors-allow-origin", "example.com"),
+        ("cors-allow-origin", "https://$host"),
+        ("cors-allow-methods", "GET;DELETE"),
+        ("cors-allow-headers", "X-A: 1"),
+        ("cors-expose-headers", "X-\"A"),
+        ("cors-allow-credentials", "sure"),
+        ("cors-max-age", "-1"),
+    ] {
+        let key = format!("nginx.ingress.kubernetes.io/{name}");
+        let reason = parsed(&[
+            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+            (&key, value),
+        ])
+        .unwrap_err();
+        assert!(
+            reason.starts_with(&format!("annotation {key}: ")),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn limits_and_cors_are_typed() {
+    use crate::model::Origins;
+    let p = parsed(&[
+        ("nginx.ingress.kubernetes.io/limit-rps", "10"),
+        ("nginx.ingress.kubernetes.io/limit-rpm", "0"),
+        ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "3"),
+        ("nginx.ingress.kubernetes.io/limit-whitelist", "10.0.0.0/8"),
+        ("ruststrom.io/limit-allowlist", "192.0.2.1"),
+        ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+    ])
+    .unwrap();
+    let features = p.features.unwrap();
+    let limits = features.limits.as_ref().unwrap();
+    assert_eq!(limits.allow, vec!["192.0.2.1/32".parse().unwrap()]);
+    let settings = limits.zone.settings();
+    assert_eq!(settings.rps.map(|r| r.burst), Some(30));
+    assert_eq!(settings.rpm, None);
+    assert_eq!(settings.connections, None);
+    let cors = features.cors.as_ref().unwrap();
+    assert_eq!(cors.origins, Origins::Any);
+    assert!(cors.credentials);
+    assert_eq!(cors.methods, "GET, PUT, POST, DELETE, PATCH, OPTIONS");
+    assert_eq!(cors.max_age, "1728000");
+    assert_eq!(cors.expose, None);
+    // A zero rate is no limit, as in ingress-nginx.
+    let p = parsed(&[("nginx.ingress.kubernetes.io/limit-rps", "0")]).unwrap();
+    assert!(p.features.is_none());
 }
