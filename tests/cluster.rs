@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fake_apiserver::{FakeApiServer, RecordedRequest, ResourceType};
-use http::StatusCode;
+use http::{Request, StatusCode};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde::Deserialize;
@@ -1447,4 +1447,67 @@ async fn secrets_and_config_maps_named_by_annotations_are_watched_by_name() {
         assert!(by_type || by_name, "an unselective read: {r:?}");
         assert!(!query.contains("unrelated"), "{r:?}");
     }
+}
+
+// The request-path annotations behave in cluster mode as in standalone mode
+// (their own tests cover each in depth): limits keep their counters across
+// recompiles driven by the API server, CORS preflights are answered here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotation_features_work_in_cluster_mode() {
+    let one = echo("one").await;
+    let cluster = Cluster::start().await;
+    let n = |name: &str| format!("nginx.ingress.kubernetes.io/{name}");
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        annotated_ingress(
+            "limited",
+            "limited.local",
+            &[(&n("limit-rpm"), "1"), (&n("limit-burst-multiplier"), "2")],
+        ),
+        annotated_ingress(
+            "cors",
+            "cors.local",
+            &[
+                (&n("enable-cors"), "true"),
+                (&n("cors-allow-origin"), "https://app.example.com"),
+            ],
+        ),
+        web_ingress("app.local", "one"),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+    let port = proxy.http_port;
+
+    // limit-rpm 1 with a burst of 2: three pass at once, the fourth is
+    // limited, also after the API server drives a recompile.
+    for _ in 0..3 {
+        assert_eq!(get(port, "limited.local", "/").await.status, StatusCode::OK);
+    }
+    let refused = get(port, "limited.local", "/").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers.contains_key("retry-after"));
+    cluster.apply(&web_ingress("app2.local", "one"));
+    wait_until(LIVE, "the edit served", || async {
+        routes_to(port, "app2.local", "/", "one").await
+    })
+    .await;
+    assert_eq!(
+        get(port, "limited.local", "/").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // A preflight is answered by the proxy.
+    let req = Request::options("/")
+        .header("host", "cors.local")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "PUT")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send(port, req).await;
+    assert_eq!(resp.status, StatusCode::NO_CONTENT, "{}", resp.body);
+    assert_eq!(
+        resp.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(resp.backend().is_none(), "{}", resp.body);
 }
