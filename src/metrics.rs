@@ -24,6 +24,9 @@
 //!   `accept_errors_total`: the connection cap and the accept loops.
 //! - `access_log_dropped_total`: access log lines dropped because the
 //!   output could not keep up (the request was never held back for them).
+//! - `auth_requests_total{result}` (results in [`AUTH_RESULTS`]) and
+//!   `auth_cache_hits_total`: `auth-url` subrequests, and the answers
+//!   served from the `auth-cache-key` cache instead.
 //! - `tls_certificate_expiry_timestamp_seconds{secret}`: notAfter of every
 //!   certificate served, per Secret (`namespace/name`), to alert before one
 //!   expires.
@@ -75,6 +78,10 @@ pub const CLIENT_ERROR_REASONS: [&str; 10] = [
     "unauthorized",
 ];
 
+/// The `result` of `auth_requests_total`: the auth service's 2xx, 401, 403,
+/// or anything else (another status, no answer, a timeout).
+pub const AUTH_RESULTS: [&str; 4] = ["allowed", "unauthorized", "forbidden", "error"];
+
 /// Every metric family, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -105,6 +112,8 @@ pub struct Metrics {
     pub tls_handshakes: IntCounter,
     tls_handshake_errors: IntCounterVec,
     certificate_expiry: IntGaugeVec,
+    auth_requests: IntCounterVec,
+    auth_cache_hits: IntCounter,
 }
 
 // === impl Metrics ===
@@ -220,6 +229,17 @@ impl Metrics {
                 ),
                 &["secret"],
             )?,
+            auth_requests: IntCounterVec::new(
+                Opts::new(
+                    "auth_requests_total",
+                    "External authentication (auth-url) subrequests, by result",
+                ),
+                &["result"],
+            )?,
+            auth_cache_hits: IntCounter::new(
+                "auth_cache_hits_total",
+                "External authentication answers served from the auth-cache-key cache",
+            )?,
             backends: BackendFamilies::new()?,
             backend_series: OnceLock::new(),
             registry,
@@ -238,11 +258,14 @@ impl Metrics {
         for reason in CLIENT_ERROR_REASONS {
             m.client_errors.with_label_values(&[reason]);
         }
+        for result in AUTH_RESULTS {
+            m.auth_requests.with_label_values(&[result]);
+        }
         Ok(m)
     }
 
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 25] = [
             Box::new(self.requests_total.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.status_codes.clone()),
@@ -265,6 +288,8 @@ impl Metrics {
             Box::new(self.tls_handshakes.clone()),
             Box::new(self.tls_handshake_errors.clone()),
             Box::new(self.certificate_expiry.clone()),
+            Box::new(self.auth_requests.clone()),
+            Box::new(self.auth_cache_hits.clone()),
             Box::new(build_info()?),
         ];
         for c in collectors {
@@ -315,6 +340,16 @@ impl Metrics {
     /// [`HANDSHAKE_ERROR_REASONS`].
     pub fn count_client_error(&self, reason: &'static str) {
         self.client_errors.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts one `auth-url` subrequest by its result (one of
+    /// [`AUTH_RESULTS`]).
+    pub fn count_auth(&self, result: &'static str) {
+        self.auth_requests.with_label_values(&[result]).inc();
+    }
+
+    pub fn count_auth_cache_hit(&self) {
+        self.auth_cache_hits.inc();
     }
 
     pub fn count_handshake_error(&self, reason: &'static str) {

@@ -2,6 +2,7 @@
 //! read by [`crate::proxy`]. Nothing here knows about Kubernetes or hyper.
 
 mod backend;
+mod ext_auth;
 mod features;
 mod host;
 mod path;
@@ -10,6 +11,7 @@ mod table;
 mod tls;
 
 pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
+pub use ext_auth::{AuthCache, CachePolicy, Cached, Context, ExtAuth, Template, Var, Vars};
 pub use features::{BasicAuth, HeaderEdits, PasswordHash, Redirect, RouteFeatures, SourceRanges};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;

@@ -13,28 +13,35 @@
 //!    one is counted while it streams ([`super::upload`]);
 //!
 //! then, with the routing table let go ([`authenticate`] may wait for a
-//! hash on the blocking pool):
-//! 4. basic authentication ([`basic_auth`]): 401 with the challenge;
+//! hash on the blocking pool, or for the auth service):
+//! 4. basic authentication ([`basic_auth`]): 401 with the challenge; then
+//!    external authentication ([`ext_auth`], `auth-url`): the subrequest's
+//!    2xx passes, its 401 redirects to `auth-signin` or answers 401, its
+//!    403 answers 403, anything else answers 500. Both run before the
+//!    endpoint pick, as nginx's access phase runs before its balancer;
 //!
 //! then, once the forwarding headers are set ([`request_headers`]):
-//! 5. `upstream-vhost` (the backend's `Host`), `x-forwarded-prefix`, then
+//! 5. the `auth-response-headers` of step 4, then `upstream-vhost` (the
+//!    backend's `Host`), `x-forwarded-prefix`, then
 //!    `ruststrom.io/request-headers` (remove, then set);
 //!
 //! and on the backend's answer ([`response_headers`]):
-//! 6. `ruststrom.io/response-headers` (remove, then set).
+//! 6. the auth service's `Set-Cookie` (step 4), `custom-headers`, then
+//!    `ruststrom.io/response-headers` (remove, then set).
 //!
 //! A route without annotations carries no features: the handler tests one
 //! `Option` and goes on.
 
 use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Request, Response};
 
 use super::ProxyError;
+use super::ext_auth::{self, Granted};
 use super::handler::ProxyBody;
 use super::headers::ConnInfo;
 use super::redirect::HttpsSettings;
 use super::upload::ClientFault;
-use super::{basic_auth, route_redirect, source_range};
+use super::{Proxy, basic_auth, route_redirect, source_range};
 use crate::model::RouteFeatures;
 
 /// Step 1: the redirect the route answers with instead of its backend.
@@ -67,20 +74,40 @@ pub fn admit(
     Ok(())
 }
 
-/// Step 4: the route's users, when it has some.
-pub async fn authenticate(features: &RouteFeatures, headers: &HeaderMap) -> Result<(), ProxyError> {
-    match &features.basic_auth {
-        Some(auth) if !basic_auth::allowed(auth, headers).await => {
-            Err(ProxyError::Unauthorized(auth.challenge.clone()))
-        }
-        _ => Ok(()),
+/// Step 4: the route's users, when it has some, then its auth service.
+/// `Some` is what a passed external check adds to the request (step 5)
+/// and the answer (step 6).
+pub async fn authenticate<B>(
+    proxy: &Proxy,
+    features: &RouteFeatures,
+    conn: &ConnInfo,
+    req: &Request<B>,
+    host: Option<&HeaderValue>,
+) -> Result<Option<Granted>, ProxyError> {
+    if let Some(auth) = &features.basic_auth
+        && !basic_auth::allowed(auth, req.headers()).await
+    {
+        return Err(ProxyError::Unauthorized(auth.challenge.clone()));
+    }
+    match &features.ext_auth {
+        Some(auth) => ext_auth::check(proxy, auth, conn, req, host)
+            .await
+            .map(Some),
+        None => Ok(None),
     }
 }
 
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Step 5: the backend's request headers.
-pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
+pub fn request_headers(
+    features: &RouteFeatures,
+    granted: Option<&Granted>,
+    headers: &mut HeaderMap,
+) {
+    if let Some(granted) = granted {
+        granted.apply_request(headers);
+    }
     if let Some(host) = &features.upstream_vhost {
         headers.insert(HOST, host.clone());
     }
@@ -93,7 +120,15 @@ pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
 }
 
 /// Step 6: the headers of the backend's answer.
-pub fn response_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
+pub fn response_headers(
+    features: &RouteFeatures,
+    granted: Option<&Granted>,
+    status: http::StatusCode,
+    headers: &mut HeaderMap,
+) {
+    if let Some(granted) = granted {
+        granted.apply_response(status, headers);
+    }
     if let Some(custom) = &features.custom_headers {
         custom.apply(headers);
     }

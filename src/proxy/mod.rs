@@ -20,6 +20,7 @@ pub mod body;
 pub mod conn;
 pub mod cookie;
 pub mod error;
+pub mod ext_auth;
 pub mod features;
 pub mod handler;
 pub mod headers;
@@ -67,4 +68,6 @@ pub struct Proxy {
     pub connections: listener::ConnectionLimit,
     /// `--access-log`; `None` when off.
     pub access_log: Option<access_log::AccessLog>,
+    /// The client for `auth-url` services outside the routing table.
+    pub auth: ext_auth::AuthClient,
 }

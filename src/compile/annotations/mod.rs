@@ -9,6 +9,7 @@
 
 mod basic_auth;
 mod custom_headers;
+mod ext_auth;
 mod list;
 #[cfg(test)]
 mod tests;
@@ -103,8 +104,10 @@ pub(super) fn parse(
             None
         }
     };
+    let ext_auth = ext_auth::parse(&read, namespace, snapshot, &mut notices)?;
     let features = RouteFeatures {
         basic_auth,
+        ext_auth,
         app_root: read.parse("app-root", app_root)?,
         redirect: redirect(&read)?,
         source_ranges,
