@@ -6,8 +6,10 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -30,7 +32,7 @@ async fn auth_service(seen: Seen) -> std::net::SocketAddr {
         let seen = seen.clone();
         async move {
             let path = req.uri().path().to_string();
-            seen.lock().unwrap().push((
+            seen.lock().push((
                 req.method().clone(),
                 req.uri().to_string(),
                 req.headers().clone(),
@@ -135,7 +137,7 @@ struct World {
 impl World {
     /// The auth service's requests so far, then forgotten.
     fn take_seen(&self) -> Vec<(Method, String, HeaderMap)> {
-        std::mem::take(&mut *self.seen.lock().unwrap())
+        std::mem::take(&mut *self.seen.lock())
     }
 
     fn web_calls(&self) -> usize {

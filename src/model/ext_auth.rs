@@ -16,8 +16,9 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-/// What one Ingress's `auth-url` annotations ask.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What one Ingress's `auth-url` annotations ask. `Debug` names the
+/// `auth-proxy-set-headers` without their values, which may be keys.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ExtAuth {
     /// `auth-url`: where the subrequest goes (an http or https URL).
     pub url: Template,
@@ -402,6 +403,28 @@ fn arg<'u>(uri: &'u Uri, name: &str) -> Option<&'u str> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         k.eq_ignore_ascii_case(name).then_some(v)
     })
+}
+
+// === impl ExtAuth ===
+
+impl fmt::Debug for ExtAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set: Vec<&str> = self
+            .proxy_set_headers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        f.debug_struct("ExtAuth")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("signin", &self.signin)
+            .field("response_headers", &self.response_headers)
+            .field("request_redirect", &self.request_redirect)
+            .field("proxy_set_headers", &set)
+            .field("cache", &self.cache)
+            .field("always_set_cookie", &self.always_set_cookie)
+            .finish()
+    }
 }
 
 // === impl CachePolicy ===

@@ -435,4 +435,60 @@ mod tests {
             assert!(header_list(bad).is_err(), "{bad}");
         }
     }
+
+    fn snapshot_with(data: &[(&str, &str)]) -> Snapshot {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let mut map = ConfigMap::default();
+        map.metadata.name = Some("auth-headers".into());
+        map.metadata.namespace = Some("shop".into());
+        map.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let mut snapshot = Snapshot::default();
+        snapshot
+            .config_maps
+            .insert(ObjectKey::new("shop", "auth-headers"), Arc::new(map));
+        snapshot
+    }
+
+    #[test]
+    fn config_map_headers_are_read_and_checked() {
+        let snapshot = snapshot_with(&[("X-Team", "platform"), ("X-Host", "$host")]);
+        let headers = config_map_headers("auth-headers", "shop", &snapshot).unwrap();
+        assert_eq!(headers.len(), 2);
+        assert!(config_map_headers("shop/auth-headers", "shop", &snapshot).is_ok());
+        for (value, ns, why) in [
+            ("other/auth-headers", "shop", "another namespace"),
+            ("missing", "shop", "not found"),
+            ("auth-headers", "web", "not found"),
+        ] {
+            let err = config_map_headers(value, ns, &snapshot).unwrap_err();
+            assert!(err.contains(why), "{value}: {err}");
+        }
+        for (key, value) in [("Bad Name", "x"), ("Host", "x"), ("X-Ok", "$nope")] {
+            let snapshot = snapshot_with(&[(key, value)]);
+            assert!(
+                config_map_headers("auth-headers", "shop", &snapshot).is_err(),
+                "{key}: {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cache_key_must_vary() {
+        let annotations: std::collections::BTreeMap<String, String> = [
+            ("nginx.ingress.kubernetes.io/auth-url", "http://auth/"),
+            ("nginx.ingress.kubernetes.io/auth-cache-key", "constant"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let read = Reader {
+            annotations: &annotations,
+        };
+        let err = parse(&read, "shop", &Snapshot::default(), &mut Vec::new()).unwrap_err();
+        assert!(err.contains("uses no variable"), "{err}");
+    }
 }
