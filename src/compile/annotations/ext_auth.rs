@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
 
-use super::{Reader, Side, owned_by_the_proxy, parse_bool};
+use super::{Reader, Side, owned_by_the_proxy, parse_bool, same_namespace};
 use crate::model::{AuthCache, CachePolicy, Context, ExtAuth, Template, Var, Vars};
-use crate::source::{ObjectKey, Snapshot};
+use crate::source::Snapshot;
 
 /// The names that only tune what `auth-url` does.
 const FAMILY: [&str; 9] = [
@@ -274,16 +274,7 @@ fn config_map_headers(
     namespace: &str,
     snapshot: &Snapshot,
 ) -> Result<Vec<(HeaderName, Template)>, String> {
-    let value = value.trim();
-    let key = match value.split_once('/') {
-        Some((ns, _)) if ns != namespace => {
-            return Err(format!(
-                "names a ConfigMap in another namespace; it must be in {namespace:?}"
-            ));
-        }
-        Some((_, name)) => ObjectKey::new(namespace, name),
-        None => ObjectKey::new(namespace, value),
-    };
+    let key = same_namespace(value, namespace)?;
     let map = snapshot
         .config_maps
         .get(&key)
@@ -435,6 +426,8 @@ mod tests {
             assert!(header_list(bad).is_err(), "{bad}");
         }
     }
+
+    use crate::source::ObjectKey;
 
     fn snapshot_with(data: &[(&str, &str)]) -> Snapshot {
         use k8s_openapi::api::core::v1::ConfigMap;
