@@ -27,6 +27,9 @@
 //! - `rate_limited_total{kind}` (kinds in [`RATE_LIMIT_KINDS`]): requests
 //!   refused with 429 by an Ingress's `limit-*` annotations;
 //!   `rate_limit_tracked_clients`: client addresses their limiters track.
+//! - `auth_requests_total{result}` (results in [`AUTH_RESULTS`]) and
+//!   `auth_cache_hits_total`: `auth-url` subrequests, and the answers
+//!   served from the `auth-cache-key` cache instead.
 //! - `tls_certificate_expiry_timestamp_seconds{secret}`: notAfter of every
 //!   certificate served, per Secret (`namespace/name`), to alert before one
 //!   expires.
@@ -82,6 +85,9 @@ pub const CLIENT_ERROR_REASONS: [&str; 10] = [
 
 /// Every `kind` of `rate_limited_total`.
 pub const RATE_LIMIT_KINDS: [&str; 3] = ["connections", "rps", "rpm"];
+/// The `result` of `auth_requests_total`: the auth service's 2xx, 401, 403,
+/// or anything else (another status, no answer, a timeout).
+pub const AUTH_RESULTS: [&str; 4] = ["allowed", "unauthorized", "forbidden", "error"];
 
 /// Every metric family, registered once.
 pub struct Metrics {
@@ -115,6 +121,8 @@ pub struct Metrics {
     certificate_expiry: IntGaugeVec,
     rate_limited: IntCounterVec,
     rate_limit_clients: IntGauge,
+    auth_requests: IntCounterVec,
+    auth_cache_hits: IntCounter,
 }
 
 // === impl Metrics ===
@@ -241,6 +249,17 @@ impl Metrics {
                 "rate_limit_tracked_clients",
                 "Client addresses the Ingresses' limits track now (at most 16384 per Ingress for rates, as many for connections)",
             )?,
+            auth_requests: IntCounterVec::new(
+                Opts::new(
+                    "auth_requests_total",
+                    "External authentication (auth-url) subrequests, by result",
+                ),
+                &["result"],
+            )?,
+            auth_cache_hits: IntCounter::new(
+                "auth_cache_hits_total",
+                "External authentication answers served from the auth-cache-key cache",
+            )?,
             backends: BackendFamilies::new()?,
             backend_series: OnceLock::new(),
             registry,
@@ -262,11 +281,14 @@ impl Metrics {
         for kind in RATE_LIMIT_KINDS {
             m.rate_limited.with_label_values(&[kind]);
         }
+        for result in AUTH_RESULTS {
+            m.auth_requests.with_label_values(&[result]);
+        }
         Ok(m)
     }
 
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 25] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
             Box::new(self.requests_total.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.status_codes.clone()),
@@ -291,6 +313,8 @@ impl Metrics {
             Box::new(self.certificate_expiry.clone()),
             Box::new(self.rate_limited.clone()),
             Box::new(self.rate_limit_clients.clone()),
+            Box::new(self.auth_requests.clone()),
+            Box::new(self.auth_cache_hits.clone()),
             Box::new(build_info()?),
         ];
         for c in collectors {
@@ -341,6 +365,16 @@ impl Metrics {
     /// [`HANDSHAKE_ERROR_REASONS`].
     pub fn count_client_error(&self, reason: &'static str) {
         self.client_errors.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts one `auth-url` subrequest by its result (one of
+    /// [`AUTH_RESULTS`]).
+    pub fn count_auth(&self, result: &'static str) {
+        self.auth_requests.with_label_values(&[result]).inc();
+    }
+
+    pub fn count_auth_cache_hit(&self) {
+        self.auth_cache_hits.inc();
     }
 
     pub fn count_handshake_error(&self, reason: &'static str) {

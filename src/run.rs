@@ -145,6 +145,7 @@ pub async fn serve(
         limits: settings.limits.clone(),
         connections,
         access_log,
+        auth: proxy::ext_auth::AuthClient::default(),
     });
     let grace = settings.shutdown_grace;
     tokio::join!(

@@ -71,10 +71,7 @@ fn manifests(dir: &std::path::Path, web: std::net::SocketAddr) {
             "sso",
             "sso.local",
             "web",
-            &[(
-                &format!("{NGINX}/auth-url"),
-                "http://oauth2-proxy.auth.svc/oauth2/auth",
-            )],
+            &[(&format!("{NGINX}/auth-snippet"), "deny all;")],
         ),
         annotated(
             "snippet",
@@ -132,7 +129,7 @@ async fn refused_and_malformed_annotations_take_out_only_their_ingress() {
         String::from_utf8_lossy(&out.stderr)
     );
     for line in [
-        "nginx.ingress.kubernetes.io/auth-url is refused",
+        "nginx.ingress.kubernetes.io/auth-snippet is refused",
         "nginx.ingress.kubernetes.io/configuration-snippet is refused",
         "ruststrom.io/whitelist-source-rang is unknown",
         "nginx.ingress.kubernetes.io/whitelist-source-range: \"127.0.0.1/40\"",

@@ -33,6 +33,8 @@ pub struct RouteFeatures {
     pub cors: Option<Cors>,
     /// `auth-type: basic`: the users who may pass, 401 for others.
     pub basic_auth: Option<BasicAuth>,
+    /// `auth-url` and its family: a subrequest decides (after basic auth).
+    pub ext_auth: Option<super::ExtAuth>,
     /// `proxy-body-size`: the largest request body in bytes (413 above it).
     /// `None`: no limit.
     pub max_body: Option<u64>,

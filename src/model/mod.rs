@@ -3,6 +3,7 @@
 
 mod backend;
 mod cors;
+mod ext_auth;
 mod features;
 mod host;
 mod path;
@@ -13,6 +14,7 @@ mod tls;
 
 pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
 pub use cors::{Cors, OriginPattern, Origins};
+pub use ext_auth::{AuthCache, CachePolicy, Cached, Context, ExtAuth, Template, Var, Vars};
 pub use features::{BasicAuth, HeaderEdits, PasswordHash, Redirect, RouteFeatures, SourceRanges};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;

@@ -2,7 +2,7 @@
 //! failure into a response.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 
 use super::handler::ProxyBody;
@@ -54,6 +54,19 @@ pub enum ProxyError {
     /// credentials are missing or wrong; the value is the challenge.
     #[error("the request is not authenticated")]
     Unauthorized(HeaderValue),
+    /// The route's `auth-url` service answered 401 (`status` 401, or 302 to
+    /// `auth-signin`) or 403; `headers` go to the client (the challenge,
+    /// `Location`, cookies).
+    #[error("external authentication answered {status}")]
+    AuthDenied {
+        status: StatusCode,
+        headers: Box<HeaderMap>,
+    },
+    /// The route's `auth-url` service could not be asked, did not answer in
+    /// time, or answered something else than 2xx, 401 or 403: 500, never
+    /// open. The reason names no credential.
+    #[error("external authentication failed: {0}")]
+    AuthFailed(String),
     /// The route's source ranges do not allow the client's address.
     #[error("the client's address is not allowed on this route")]
     Forbidden,
@@ -82,6 +95,8 @@ impl ProxyError {
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::AuthDenied { status, .. } => *status,
+            ProxyError::AuthFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::ClientBody(ClientFault::TimedOut) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(ClientFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
@@ -102,6 +117,9 @@ impl ProxyError {
             ProxyError::ClientBody(ClientFault::TooLarge) => Some("body_too_large"),
             ProxyError::Forbidden => Some("source_range"),
             ProxyError::Unauthorized(_) => Some("unauthorized"),
+            ProxyError::AuthDenied { status, .. } if *status == StatusCode::UNAUTHORIZED => {
+                Some("unauthorized")
+            }
             _ => None,
         }
     }
@@ -134,6 +152,12 @@ impl ProxyError {
             ProxyError::Forbidden => "this address may not use this route",
             ProxyError::Unauthorized(_) => "authentication is required",
             ProxyError::RateLimited { .. } => "too many requests from this address",
+            ProxyError::AuthDenied { status, .. } => match *status {
+                StatusCode::FOUND => "sign in first",
+                StatusCode::FORBIDDEN => "access is denied",
+                _ => "authentication is required",
+            },
+            ProxyError::AuthFailed(_) => "authentication could not be checked",
             ProxyError::ClientBody(ClientFault::TimedOut) => "the request body stopped arriving",
             ProxyError::ClientBody(ClientFault::TooLarge) => "the request body is too large",
             ProxyError::ClientBody(_) => "the request body was broken",
@@ -157,6 +181,11 @@ impl ProxyError {
             ProxyError::RateLimited { retry_after, .. } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ProxyError::AuthDenied { headers, .. } => {
+                for (name, value) in headers.iter() {
+                    resp.headers_mut().append(name.clone(), value.clone());
+                }
             }
             ProxyError::MethodNotAllowed => {
                 resp.headers_mut().insert(

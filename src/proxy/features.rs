@@ -18,15 +18,21 @@
 //! 5. a CORS preflight from an allowed origin is answered (204);
 //!
 //! then, with the routing table let go ([`authenticate`] may wait for a
-//! hash on the blocking pool):
-//! 6. basic authentication ([`basic_auth`]): 401 with the challenge;
+//! hash on the blocking pool, or for the auth service):
+//! 6. basic authentication ([`basic_auth`]): 401 with the challenge; then
+//!    external authentication ([`ext_auth`], `auth-url`): the subrequest's
+//!    2xx passes, its 401 redirects to `auth-signin` or answers 401, its
+//!    403 answers 403, anything else answers 500. Both run before the
+//!    endpoint pick, as nginx's access phase runs before its balancer;
 //!
 //! then, once the forwarding headers are set ([`request_headers`]):
-//! 7. `upstream-vhost` (the backend's `Host`), `x-forwarded-prefix`, then
+//! 7. the `auth-response-headers` of step 6, then `upstream-vhost` (the
+//!    backend's `Host`), `x-forwarded-prefix`, then
 //!    `ruststrom.io/request-headers` (remove, then set);
 //!
 //! and on the backend's answer ([`response_headers`]):
-//! 8. `ruststrom.io/response-headers` (remove, then set);
+//! 8. the auth service's `Set-Cookie` (step 6), `custom-headers`, then
+//!    `ruststrom.io/response-headers` (remove, then set);
 //!
 //! and last, on every answer of a CORS route, the proxy's own included:
 //! 9. the CORS headers ([`super::cors`]).
@@ -35,14 +41,15 @@
 //! `Option` and goes on.
 
 use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Request, Response};
 
 use super::ProxyError;
+use super::ext_auth::{self, Granted};
 use super::handler::ProxyBody;
 use super::headers::ConnInfo;
 use super::redirect::HttpsSettings;
 use super::upload::ClientFault;
-use super::{basic_auth, rate_limit, route_redirect, source_range};
+use super::{Proxy, basic_auth, rate_limit, route_redirect, source_range};
 use crate::model::{RouteFeatures, Slot};
 
 /// Step 1: the redirect the route answers with instead of its backend.
@@ -81,20 +88,40 @@ pub fn admit(
     Ok(slot)
 }
 
-/// Step 6: the route's users, when it has some.
-pub async fn authenticate(features: &RouteFeatures, headers: &HeaderMap) -> Result<(), ProxyError> {
-    match &features.basic_auth {
-        Some(auth) if !basic_auth::allowed(auth, headers).await => {
-            Err(ProxyError::Unauthorized(auth.challenge.clone()))
-        }
-        _ => Ok(()),
+/// Step 6: the route's users, when it has some, then its auth service.
+/// `Some` is what a passed external check adds to the request (step 7)
+/// and the answer (step 8).
+pub async fn authenticate<B>(
+    proxy: &Proxy,
+    features: &RouteFeatures,
+    conn: &ConnInfo,
+    req: &Request<B>,
+    host: Option<&HeaderValue>,
+) -> Result<Option<Granted>, ProxyError> {
+    if let Some(auth) = &features.basic_auth
+        && !basic_auth::allowed(auth, req.headers()).await
+    {
+        return Err(ProxyError::Unauthorized(auth.challenge.clone()));
+    }
+    match &features.ext_auth {
+        Some(auth) => ext_auth::check(proxy, auth, conn, req, host)
+            .await
+            .map(Some),
+        None => Ok(None),
     }
 }
 
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Step 7: the backend's request headers.
-pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
+pub fn request_headers(
+    features: &RouteFeatures,
+    granted: Option<&Granted>,
+    headers: &mut HeaderMap,
+) {
+    if let Some(granted) = granted {
+        granted.apply_request(headers);
+    }
     if let Some(host) = &features.upstream_vhost {
         headers.insert(HOST, host.clone());
     }
@@ -107,7 +134,15 @@ pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
 }
 
 /// Step 8: the headers of the backend's answer.
-pub fn response_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
+pub fn response_headers(
+    features: &RouteFeatures,
+    granted: Option<&Granted>,
+    status: http::StatusCode,
+    headers: &mut HeaderMap,
+) {
+    if let Some(granted) = granted {
+        granted.apply_response(status, headers);
+    }
     if let Some(custom) = &features.custom_headers {
         custom.apply(headers);
     }

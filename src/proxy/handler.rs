@@ -155,9 +155,10 @@ async fn forward(
         }
         (route.backend.clone(), route.features.clone(), slot)
     };
-    if let Some(features) = features.as_deref() {
-        features::authenticate(features, req.headers()).await?;
-    }
+    let granted = match features.as_deref() {
+        Some(f) => features::authenticate(proxy, f, conn, &req, host.as_ref()).await?,
+        None => None,
+    };
 
     // Which endpoint: the one a valid sticky cookie names, else the
     // balancer's pick (keyed by the request for the hashing algorithms).
@@ -181,7 +182,7 @@ async fn forward(
     prepare(&mut req, conn, picked.endpoint, host, upgrade);
     let max_body = features.as_deref().and_then(|f| f.max_body);
     if let Some(features) = features.as_deref() {
-        features::request_headers(features, req.headers_mut());
+        features::request_headers(features, granted.as_ref(), req.headers_mut());
     }
     // Sent upstream, returned to the client, and logged.
     let request_id = req.headers().get(&headers::X_REQUEST_ID).cloned();
@@ -274,7 +275,8 @@ async fn forward(
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     if let Some(features) = features.as_deref() {
-        features::response_headers(features, response.headers_mut());
+        let status = response.status();
+        features::response_headers(features, granted.as_ref(), status, response.headers_mut());
     }
     if let Some(id) = request_id {
         response

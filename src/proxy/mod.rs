@@ -21,6 +21,7 @@ pub mod conn;
 pub mod cookie;
 pub mod cors;
 pub mod error;
+pub mod ext_auth;
 pub mod features;
 pub mod handler;
 pub mod headers;
@@ -69,4 +70,6 @@ pub struct Proxy {
     pub connections: listener::ConnectionLimit,
     /// `--access-log`; `None` when off.
     pub access_log: Option<access_log::AccessLog>,
+    /// The client for `auth-url` services outside the routing table.
+    pub auth: ext_auth::AuthClient,
 }

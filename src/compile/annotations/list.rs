@@ -54,8 +54,8 @@ const fn ours(name: &'static str, why: &'static str) -> Known {
 const SNIPPET: &str = "raw nginx configuration cannot be honoured, and may carry access rules";
 const WAF: &str =
     "no web application firewall in RustStrom; serving without it would drop the protection";
-const EXT_AUTH: &str =
-    "external authentication is not implemented yet; served without it, the routes would be open";
+const AUTH_KEEPALIVE: &str =
+    "tunes nginx's connections to auth-url; RustStrom keeps them alive in its own pools";
 const CLIENT_CERT: &str = "client certificate authentication is not implemented yet; served without it, the routes would be open";
 const GLOBAL_LIMITS: &str = "global rate limits (counted across replicas in memcached) are not implemented; served without them, the routes would be unlimited";
 const BANDWIDTH: &str = "answers are not slowed to a bandwidth per connection (not an access restriction); they go at full speed";
@@ -131,20 +131,60 @@ pub const KNOWN: &[Known] = &[
         "the realm of the WWW-Authenticate challenge",
     ),
     // External authentication.
-    n("auth-url", Refused, EXT_AUTH),
-    n("auth-method", Refused, EXT_AUTH),
-    n("auth-signin", Refused, EXT_AUTH),
-    n("auth-signin-redirect-param", Refused, EXT_AUTH),
-    n("auth-response-headers", Refused, EXT_AUTH),
-    n("auth-request-redirect", Refused, EXT_AUTH),
-    n("auth-proxy-set-headers", Refused, EXT_AUTH),
-    n("auth-cache-key", Refused, EXT_AUTH),
-    n("auth-cache-duration", Refused, EXT_AUTH),
-    n("auth-always-set-cookie", Refused, EXT_AUTH),
-    n("auth-keepalive", Refused, EXT_AUTH),
-    n("auth-keepalive-requests", Refused, EXT_AUTH),
-    n("auth-keepalive-share-vars", Refused, EXT_AUTH),
-    n("auth-keepalive-timeout", Refused, EXT_AUTH),
+    n(
+        "auth-url",
+        Honoured,
+        "the URL (nginx variables allowed) a subrequest asks: 2xx passes, 401 signs in or answers 401, 403 answers 403, anything else 500",
+    ),
+    n(
+        "auth-method",
+        Honoured,
+        "the subrequest's method (GET by default)",
+    ),
+    n(
+        "auth-signin",
+        Honoured,
+        "where a 401 from auth-url redirects (302), with the original URL in the rd parameter",
+    ),
+    n(
+        "auth-signin-redirect-param",
+        Honoured,
+        "the name of auth-signin's redirect parameter",
+    ),
+    n(
+        "auth-response-headers",
+        Honoured,
+        "headers copied from auth-url's 2xx answer into the request to the backend",
+    ),
+    n(
+        "auth-request-redirect",
+        Honoured,
+        "the X-Auth-Request-Redirect header of the subrequest",
+    ),
+    n(
+        "auth-proxy-set-headers",
+        Honoured,
+        "a ConfigMap (same namespace) whose data are headers set on the subrequest",
+    ),
+    n(
+        "auth-cache-key",
+        Honoured,
+        "caches auth-url's answers per expanded key (nginx variables)",
+    ),
+    n(
+        "auth-cache-duration",
+        Honoured,
+        "which answers auth-cache-key keeps, and how long",
+    ),
+    n(
+        "auth-always-set-cookie",
+        Honoured,
+        "the auth service's Set-Cookie on every answer, not only successful ones",
+    ),
+    n("auth-keepalive", Ignored, AUTH_KEEPALIVE),
+    n("auth-keepalive-requests", Ignored, AUTH_KEEPALIVE),
+    n("auth-keepalive-share-vars", Ignored, AUTH_KEEPALIVE),
+    n("auth-keepalive-timeout", Ignored, AUTH_KEEPALIVE),
     n("auth-snippet", Refused, SNIPPET),
     n(
         "enable-global-auth",

@@ -10,6 +10,7 @@
 mod basic_auth;
 mod cors;
 mod custom_headers;
+mod ext_auth;
 mod limits;
 mod list;
 #[cfg(test)]
@@ -110,8 +111,10 @@ pub(super) fn parse(
     };
     let limits = limits::parse(&read, owner, &mut notices)?;
     let cors = cors::parse(&read, &mut notices)?;
+    let ext_auth = ext_auth::parse(&read, namespace, snapshot, &mut notices)?;
     let features = RouteFeatures {
         basic_auth,
+        ext_auth,
         limits,
         cors,
         app_root: read.parse("app-root", app_root)?,

@@ -116,8 +116,37 @@ fn statuses_decide_acceptance() {
             Ok(0),
         ),
         (
+            &[("nginx.ingress.kubernetes.io/auth-snippet", "deny all;")],
+            Err("nginx.ingress.kubernetes.io/auth-snippet is refused"),
+        ),
+        (
             &[("nginx.ingress.kubernetes.io/auth-url", "http://auth/")],
-            Err("nginx.ingress.kubernetes.io/auth-url is refused"),
+            Ok(0),
+        ),
+        (
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth/"),
+                ("nginx.ingress.kubernetes.io/auth-keepalive", "10"),
+            ],
+            Ok(1),
+        ),
+        (
+            &[("nginx.ingress.kubernetes.io/auth-signin", "https://login/")],
+            Ok(1),
+        ),
+        (
+            &[("nginx.ingress.kubernetes.io/auth-url", "http://auth/$nope")],
+            Err("nginx.ingress.kubernetes.io/auth-url: \"http://auth/$nope\" uses $nope"),
+        ),
+        (
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth/"),
+                (
+                    "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
+                    "missing",
+                ),
+            ],
+            Err("names ConfigMap default/missing, which is not found"),
         ),
         (
             &[("nginx.ingress.kubernetes.io/auth-type", "basic")],
@@ -168,8 +197,8 @@ fn statuses_decide_acceptance() {
             Err("ruststrom.io/whitelist-source-rnage is unknown"),
         ),
         (
-            &[("ruststrom.io/auth-url", "http://auth/")],
-            Err("ruststrom.io/auth-url is refused"),
+            &[("ruststrom.io/auth-snippet", "deny all;")],
+            Err("ruststrom.io/auth-snippet is refused"),
         ),
         // RustStrom's own names are not read under nginx's prefix.
         (&[("nginx.ingress.kubernetes.io/hsts", "max-age=1")], Ok(1)),

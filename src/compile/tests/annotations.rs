@@ -19,7 +19,7 @@ fn refused_and_malformed_annotations_reject_only_their_ingress() {
                 .rule(Some("shop.com"), &[("/", "Prefix", "web", "80")])
                 .build(),
             mk_ingress("shop", "sso")
-                .annotate(&nginx("auth-url"), "http://oauth2-proxy.auth/oauth2/auth")
+                .annotate(&nginx("auth-snippet"), "deny all;")
                 .rule(Some("shop.com"), &[("/admin", "Prefix", "admin", "80")])
                 .build(),
             mk_ingress("shop", "typo")
@@ -44,7 +44,7 @@ fn refused_and_malformed_annotations_reject_only_their_ingress() {
             (
                 Severity::Rejected,
                 "shop/sso",
-                "nginx.ingress.kubernetes.io/auth-url is refused",
+                "nginx.ingress.kubernetes.io/auth-snippet is refused",
             ),
             (
                 Severity::Rejected,
