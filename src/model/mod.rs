@@ -10,7 +10,10 @@ mod table;
 mod tls;
 
 pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
-pub use features::{BasicAuth, HeaderEdits, PasswordHash, Redirect, RouteFeatures, SourceRanges};
+pub use features::{
+    Encoding, Encodings, BasicAuth, HeaderEdits, PasswordHash, Redirect, RouteFeatures,
+    SourceRanges,
+};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{

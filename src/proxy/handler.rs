@@ -22,9 +22,9 @@ use super::body::{GaugeGuard, Tracked};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
-use super::{Proxy, ProxyError, cookie, features, route_redirect, upgrade};
+use super::{Proxy, ProxyError, compress, cookie, features, route_redirect, upgrade};
 use crate::balance::{hash_with, sticky_id};
-use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
+use crate::model::{Encodings, BackendPolicy, Endpoint, HashKey, normalize_host};
 
 /// `Server` on every answer (no version: it only helps an attacker).
 static SERVER: HeaderValue = HeaderValue::from_static("rust-strom");
@@ -135,6 +135,18 @@ async fn forward(
                 backend: backend.id.clone(),
             })?;
 
+    // Compression: the Ingress's annotation, else the global flag; read
+    // from the request before it goes (a plain route tests two values).
+    let compression = features
+        .as_deref()
+        .and_then(|f| f.compression)
+        .unwrap_or(if proxy.limits.compression {
+            Encodings::ALL
+        } else {
+            Encodings::NONE
+        });
+    let compress = compress::asked(compression, req.method(), req.headers());
+
     let upgrade =
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -223,17 +235,17 @@ async fn forward(
     if let Some(features) = features.as_deref() {
         features::response_headers(features, response.headers_mut());
     }
+    let status = response.status();
+    let encoder = compress.and_then(|c| compress::respond(c, status, response.headers_mut()));
     let read_timeout = policy
         .read_timeout
         .unwrap_or(proxy.limits.proxy_read_timeout);
     Ok(response.map(|body| {
-        Either::Left(Tracked::new(
-            body,
-            sent.in_flight,
-            gauge,
-            lease,
-            read_timeout,
-        ))
+        let body = Tracked::new(body, sent.in_flight, gauge, lease, read_timeout);
+        Either::Left(match encoder {
+            Some(encoder) => body.compressed(encoder),
+            None => body,
+        })
     }))
 }
 

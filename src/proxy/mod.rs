@@ -17,6 +17,7 @@ pub mod attempt;
 pub mod basic_auth;
 pub mod body;
 pub mod conn;
+pub mod compress;
 pub mod cookie;
 pub mod error;
 pub mod features;

@@ -92,6 +92,10 @@ pub const KNOWN: &[Known] = &[
         "hsts",
         "the Strict-Transport-Security value for HTTPS answers (a ConfigMap option in ingress-nginx)",
     ),
+    ours(
+        "compression",
+        "compresses answers: true, false, or the encodings allowed (gzip, br, zstd)",
+    ),
     // Session affinity.
     n("affinity", Ignored, AFFINITY),
     n("affinity-mode", Ignored, AFFINITY),

@@ -20,7 +20,9 @@ use ipnet::IpNet;
 
 use list::Status;
 
-use crate::model::{HeaderEdits, HttpsPolicy, Redirect, RouteFeatures, SourceRanges};
+use crate::model::{
+    Encoding, Encodings, HeaderEdits, HttpsPolicy, Redirect, RouteFeatures, SourceRanges,
+};
 use crate::source::Snapshot;
 
 pub const RUSTSTROM: &str = "ruststrom.io/";
@@ -111,6 +113,7 @@ pub(super) fn parse(
         forwarded_prefix: read.parse("x-forwarded-prefix", forwarded_prefix)?,
         request_headers: read.parse("request-headers", |v| header_edits(v, Side::Request))?,
         response_headers: read.parse("response-headers", |v| header_edits(v, Side::Response))?,
+        compression: read.parse("compression", compression)?,
     };
     Ok(Parsed {
         https: Arc::new(https),
@@ -464,6 +467,24 @@ fn header_edits(value: &str, side: Side) -> Result<HeaderEdits, String> {
         return Err("neither sets nor removes a header".into());
     }
     Ok(edits)
+}
+
+/// `true` (every encoding), `false` (none, whatever `--compression` says),
+/// or a comma-separated list of the encodings allowed: `gzip`, `br`, `zstd`.
+fn compression(value: &str) -> Result<Encodings, String> {
+    const WANT: &str = "is not true, false, or a list of gzip, br and zstd";
+    if let Some(on) = parse_bool(value) {
+        return Ok(if on { Encodings::ALL } else { Encodings::NONE });
+    }
+    let mut set = Encodings::NONE;
+    for token in value.split(',').map(str::trim) {
+        // `x-gzip` is a request's name for gzip, not a setting.
+        match Encoding::from_coding(token) {
+            Some(encoding) if !token.eq_ignore_ascii_case("x-gzip") => set.insert(encoding),
+            _ => return Err(WANT.into()),
+        }
+    }
+    Ok(set)
 }
 
 /// nginx's size syntax (`\d+[bkmg]?`, any case, powers of 1024); `0` means
