@@ -159,7 +159,11 @@ impl Encoding {
         Self::ALL
             .into_iter()
             .find(|a| a.coding().eq_ignore_ascii_case(token))
-            .or_else(|| token.eq_ignore_ascii_case("x-gzip").then_some(Encoding::Gzip))
+            .or_else(|| {
+                token
+                    .eq_ignore_ascii_case("x-gzip")
+                    .then_some(Encoding::Gzip)
+            })
     }
 }
 

@@ -24,7 +24,7 @@ use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
 use super::{Proxy, ProxyError, compress, cookie, features, route_redirect, upgrade};
 use crate::balance::{hash_with, sticky_id};
-use crate::model::{Encodings, BackendPolicy, Endpoint, HashKey, normalize_host};
+use crate::model::{BackendPolicy, Encodings, Endpoint, HashKey, normalize_host};
 
 /// `Server` on every answer (no version: it only helps an attacker).
 static SERVER: HeaderValue = HeaderValue::from_static("rust-strom");
@@ -137,14 +137,15 @@ async fn forward(
 
     // Compression: the Ingress's annotation, else the global flag; read
     // from the request before it goes (a plain route tests two values).
-    let compression = features
-        .as_deref()
-        .and_then(|f| f.compression)
-        .unwrap_or(if proxy.limits.compression {
-            Encodings::ALL
-        } else {
-            Encodings::NONE
-        });
+    let compression =
+        features
+            .as_deref()
+            .and_then(|f| f.compression)
+            .unwrap_or(if proxy.limits.compression {
+                Encodings::ALL
+            } else {
+                Encodings::NONE
+            });
     let compress = compress::asked(compression, req.method(), req.headers());
 
     let upgrade =

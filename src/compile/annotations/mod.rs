@@ -469,11 +469,17 @@ fn header_edits(value: &str, side: Side) -> Result<HeaderEdits, String> {
     Ok(edits)
 }
 
-/// `true` (every encoding), `false` (none, whatever `--compression` says),
-/// or a comma-separated list of the encodings allowed: `gzip`, `br`, `zstd`.
+/// `true` or `on` (every encoding), `false` or `off` (none, whatever
+/// `--compression` says), or a comma-separated list of the encodings
+/// allowed: `gzip`, `br`, `zstd`.
 fn compression(value: &str) -> Result<Encodings, String> {
-    const WANT: &str = "is not true, false, or a list of gzip, br and zstd";
-    if let Some(on) = parse_bool(value) {
+    const WANT: &str = "is not true, false, on, off, or a list of gzip, br and zstd";
+    let on_off = match value.trim() {
+        v if v.eq_ignore_ascii_case("on") => Some(true),
+        v if v.eq_ignore_ascii_case("off") => Some(false),
+        v => parse_bool(v),
+    };
+    if let Some(on) = on_off {
         return Ok(if on { Encodings::ALL } else { Encodings::NONE });
     }
     let mut set = Encodings::NONE;
