@@ -41,7 +41,15 @@ pub struct RouteFeatures {
     /// overriding `--compression`; an empty set turns it off. `None`: as
     /// `--compression` says.
     pub compression: Option<Encodings>,
+    /// `custom-http-errors`: the backend's answers with these statuses are
+    /// replaced by the error backend's (the route's `error_backend`, from
+    /// `default-backend`), or by the proxy's own short page without one.
+    pub custom_http_errors: Option<ErrorCodes>,
 }
+
+/// Response statuses from 400 to 599, as a set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCodes([u64; 4]);
 
 /// A response compression encoding, in the order of preference when a
 /// client accepts several equally.
@@ -134,6 +142,35 @@ impl RouteFeatures {
     /// Whether it asks nothing, so the routes can carry `None` instead.
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+}
+
+// === impl ErrorCodes ===
+
+impl ErrorCodes {
+    pub const MIN: u16 = 400;
+    pub const MAX: u16 = 599;
+
+    /// Adds `code`; false when it is not from 400 to 599.
+    pub fn insert(&mut self, code: u16) -> bool {
+        if !(Self::MIN..=Self::MAX).contains(&code) {
+            return false;
+        }
+        let i = usize::from(code - Self::MIN);
+        self.0[i / 64] |= 1 << (i % 64);
+        true
+    }
+
+    pub fn contains(&self, code: u16) -> bool {
+        if !(Self::MIN..=Self::MAX).contains(&code) {
+            return false;
+        }
+        let i = usize::from(code - Self::MIN);
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
     }
 }
 

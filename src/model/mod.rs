@@ -11,7 +11,7 @@ mod tls;
 
 pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
 pub use features::{
-    BasicAuth, Encoding, Encodings, HeaderEdits, PasswordHash, Redirect, RouteFeatures,
+    BasicAuth, Encoding, Encodings, ErrorCodes, HeaderEdits, PasswordHash, Redirect, RouteFeatures,
     SourceRanges,
 };
 pub use host::{HostMatch, normalize_host};

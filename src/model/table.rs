@@ -18,6 +18,11 @@ pub struct Route {
     /// What that Ingress's annotations ask on the request path; `None`
     /// when nothing (shared by its routes).
     pub features: Option<Arc<RouteFeatures>>,
+    /// `default-backend`: answers for the route when its backend has no
+    /// endpoint, and gives the error pages of `custom-http-errors`. Here
+    /// rather than in `features` so that endpoint updates swap it like the
+    /// route's backend.
+    pub error_backend: Option<Arc<Backend>>,
 }
 
 /// The routes of one host, in precedence order (longest path first, `Exact`
@@ -90,6 +95,9 @@ impl HostRoutes {
             if let Some(backend) = replace(&route.backend) {
                 copy.get_or_insert_with(|| self.routes.to_vec())[i].backend = backend;
             }
+            if let Some(backend) = route.error_backend.as_ref().and_then(&mut *replace) {
+                copy.get_or_insert_with(|| self.routes.to_vec())[i].error_backend = Some(backend);
+            }
         }
         copy.map(|routes| HostRoutes {
             routes: routes.into(),
@@ -107,7 +115,8 @@ fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
     match routes.binary_search_by(|r| r.path.precedence(&route.path)) {
         Ok(i)
             if routes[i].backend.same_target(&route.backend)
-                && routes[i].features == route.features =>
+                && routes[i].features == route.features
+                && same_error_backend(&routes[i], &route) =>
         {
             Ok(())
         }
@@ -116,6 +125,14 @@ fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
             routes.insert(i, route);
             Ok(())
         }
+    }
+}
+
+fn same_error_backend(a: &Route, b: &Route) -> bool {
+    match (&a.error_backend, &b.error_backend) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_target(b),
+        _ => false,
     }
 }
 
@@ -238,11 +255,13 @@ impl RoutingTable {
             }
         }
         let mut default_backend = self.default_backend.clone();
-        if default
-            && let Some(route) = &mut default_backend
-            && let Some(backend) = replace(&route.backend)
-        {
-            route.backend = backend;
+        if default && let Some(route) = &mut default_backend {
+            if let Some(backend) = replace(&route.backend) {
+                route.backend = backend;
+            }
+            if let Some(backend) = route.error_backend.as_ref().and_then(&mut replace) {
+                route.error_backend = Some(backend);
+            }
         }
         RoutingTable {
             generation,
@@ -316,7 +335,7 @@ impl RoutingTable {
             .chain(std::iter::once(&self.any))
             .flat_map(|h| h.routes.iter())
             .chain(self.default_backend.as_ref())
-            .map(|r| &r.backend)
+            .flat_map(|r| std::iter::once(&r.backend).chain(r.error_backend.as_ref()))
     }
 
     /// Every route with its host, in a stable order for display and tests.
@@ -462,6 +481,7 @@ mod tests {
             source: source.into(),
             https: Arc::default(),
             features: None,
+            error_backend: None,
         }
     }
 

@@ -17,8 +17,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::admission::{self, Admitted};
-use super::attempt::{self, Failed};
+use super::attempt;
 use super::body::{GaugeGuard, Tracked};
+use super::error_page::{self, Intercept};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
@@ -84,7 +85,7 @@ async fn forward(
         proxy.limits.encoded_slashes,
         proxy.limits.max_request_header_size,
     )?;
-    let (backend, features) = {
+    let (backend, features, intercept) = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_name = normalize_host(host_name);
@@ -113,7 +114,24 @@ async fn forward(
         if let Some(features) = features {
             features::admit(features, conn, req.headers(), &proxy.https)?;
         }
-        (route.backend.clone(), route.features.clone())
+        match &route.error_backend {
+            // `default-backend` answers for a Service without endpoints
+            // (its own answers are not intercepted again).
+            Some(fallback) if !route.backend.has_endpoints() && fallback.has_endpoints() => {
+                (fallback.clone(), route.features.clone(), None)
+            }
+            _ => {
+                let intercept = features.and_then(|f| f.custom_http_errors).map(|codes| {
+                    (
+                        codes,
+                        route.error_backend.clone(),
+                        route.backend.clone(),
+                        route.source.clone(),
+                    )
+                });
+                (route.backend.clone(), route.features.clone(), intercept)
+            }
+        }
     };
     if let Some(features) = features.as_deref() {
         features::authenticate(features, req.headers()).await?;
@@ -151,11 +169,30 @@ async fn forward(
     let upgrade =
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    // The request as the client sent it, for the error backend.
+    let original = intercept.as_ref().map(|_| {
+        let target = req.uri().path_and_query();
+        let uri = target.and_then(|t| HeaderValue::from_str(t.as_str()).ok());
+        (req.method().clone(), uri)
+    });
     prepare(&mut req, conn, picked.endpoint, host, upgrade);
     let max_body = features.as_deref().and_then(|f| f.max_body);
     if let Some(features) = features.as_deref() {
         features::request_headers(features, req.headers_mut());
     }
+    // Error pages: what the error backend will be told, kept only for
+    // routes that have them.
+    let intercept = intercept.zip(original).map(
+        |((codes, backend, service, ingress), (method, original_uri))| Intercept {
+            codes,
+            backend,
+            service,
+            ingress,
+            method,
+            original_uri,
+            headers: req.headers().clone(),
+        },
+    );
     let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout, max_body);
 
     let metrics = backend.metrics();
@@ -186,26 +223,41 @@ async fn forward(
             endpoint: picked.endpoint.to_string(),
         });
     };
-    let sent = result.map_err(|failed| match failed {
-        Failed::Connect { endpoint, source } => ProxyError::Connect {
-            backend: backend.id.clone(),
-            endpoint: endpoint.to_string(),
-            source,
-        },
-        Failed::Broken { endpoint, source } => ProxyError::Upstream {
-            backend: backend.id.clone(),
-            endpoint: endpoint.to_string(),
-            source,
-        },
-        Failed::Timeout { endpoint } => ProxyError::Timeout {
-            backend: backend.id.clone(),
-            endpoint: endpoint.to_string(),
-        },
-        Failed::Client(fault) => ProxyError::ClientBody(fault),
-    })?;
+    let sent = result.map_err(|failed| error_page::failure(&backend, failed))?;
     metrics
         .response_time
         .observe(started.elapsed().as_secs_f64());
+    let read_timeout = policy
+        .read_timeout
+        .unwrap_or(proxy.limits.proxy_read_timeout);
+
+    let status = sent.response.status();
+    if let Some(intercept) = intercept.filter(|i| i.wants(status)) {
+        // The backend's answer is dropped unread: its connection is pooled
+        // again once the rest comes in (or closed), as for a client that
+        // went away.
+        drop(Tracked::new(
+            sent.response.into_body(),
+            sent.in_flight,
+            gauge,
+            Some(sent.lease),
+            read_timeout,
+        ));
+        let Some(mut response) = error_page::fetch(proxy, intercept, status).await? else {
+            return Ok(error_page::own(status));
+        };
+        if let Some(features) = features.as_deref() {
+            features::response_headers(features, response.headers_mut());
+        }
+        let status = response.status();
+        let encoder = compress.and_then(|c| compress::respond(c, status, response.headers_mut()));
+        return Ok(response.map(|body| {
+            Either::Left(match encoder {
+                Some(encoder) => body.compressed(encoder),
+                None => body,
+            })
+        }));
+    }
 
     let mut response = sent.response;
     let mut lease = Some(sent.lease);
@@ -236,11 +288,7 @@ async fn forward(
     if let Some(features) = features.as_deref() {
         features::response_headers(features, response.headers_mut());
     }
-    let status = response.status();
     let encoder = compress.and_then(|c| compress::respond(c, status, response.headers_mut()));
-    let read_timeout = policy
-        .read_timeout
-        .unwrap_or(proxy.limits.proxy_read_timeout);
     Ok(response.map(|body| {
         let body = Tracked::new(body, sent.in_flight, gauge, lease, read_timeout);
         Either::Left(match encoder {

@@ -20,6 +20,7 @@ pub mod compress;
 pub mod conn;
 pub mod cookie;
 pub mod error;
+pub mod error_page;
 pub mod features;
 pub mod handler;
 pub mod headers;
