@@ -9,7 +9,9 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -71,7 +73,7 @@ async fn error_service(seen: Seen) -> SocketAddr {
                 .get("x-code")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u16>().ok());
-            seen.lock().unwrap().push((
+            seen.lock().push((
                 req.method().clone(),
                 req.uri().to_string(),
                 req.headers().clone(),
@@ -225,12 +227,12 @@ async fn listed_statuses_get_the_error_services_page() {
         ),
     ];
     for (host, method, path, status, body, replaced) in cases {
-        seen.lock().unwrap().clear();
+        seen.lock().clear();
         let resp = ask(proxy.http_port, method, host, path).await;
         let what = format!("{method} {host}{path}");
         assert_eq!(resp.status.as_u16(), status, "{what}: {}", resp.body);
         assert_eq!(resp.body, body, "{what}");
-        let asked = seen.lock().unwrap().clone();
+        let asked = seen.lock().clone();
         assert_eq!(asked.len(), usize::from(replaced), "{what}: {asked:?}");
         if !replaced {
             continue;
@@ -259,7 +261,7 @@ async fn listed_statuses_get_the_error_services_page() {
     }
 
     // The X-Request-ID is the one the app got for the same request.
-    seen.lock().unwrap().clear();
+    seen.lock().clear();
     let resp = ask(proxy.http_port, "GET", "pages.local", "/status/200").await;
     let app_id = header(&resp.headers, "x-seen-request-id")
         .unwrap()
@@ -270,7 +272,7 @@ async fn listed_statuses_get_the_error_services_page() {
         .body(Empty::<Bytes>::new())
         .unwrap();
     assert_eq!(send(proxy.http_port, req).await.status, 404);
-    let asked = seen.lock().unwrap().clone();
+    let asked = seen.lock().clone();
     assert_eq!(header(&asked[0].2, "x-request-id"), Some(app_id.as_str()));
 }
 
@@ -298,7 +300,7 @@ async fn default_backend_alone_answers_for_a_service_without_endpoints() {
     let resp = ask(proxy.http_port, "GET", "empty.local", "/some/page").await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
     assert_eq!(resp.body, "fallback for /some/page");
-    let asked = seen.lock().unwrap().clone();
+    let asked = seen.lock().clone();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].1, "/some/page", "the request goes as it came");
     assert_eq!(asked[0].2.get("x-code"), None);

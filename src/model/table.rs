@@ -534,6 +534,30 @@ mod tests {
     }
 
     #[test]
+    fn swapped_backends_reach_error_backends_too() {
+        let with_errors = |id: &str| Route {
+            error_backend: Some(Arc::new(Backend::new("errors".into(), vec![], vec![]))),
+            ..route(PathMatch::prefix("/"), id, "i")
+        };
+        let t = table(
+            vec![(HostMatch::from_rule(Some("a.com")), with_errors("app"))],
+            Some(with_errors("default")),
+        );
+        assert_eq!(
+            t.backends().filter(|b| b.id == "errors").count(),
+            2,
+            "the error backend is among the table's backends"
+        );
+        let fresh = Arc::new(Backend::new("errors".into(), vec![], vec![]));
+        let swapped = t.with_backends(2, |b| (b.id == "errors").then(|| fresh.clone()));
+        for host in ["a.com", "other"] {
+            let route = swapped.lookup(host, "/").unwrap();
+            let error_backend = route.error_backend.as_ref().unwrap();
+            assert!(Arc::ptr_eq(error_backend, &fresh), "{host}");
+        }
+    }
+
+    #[test]
     fn no_default_means_no_match() {
         let t = table(
             vec![(

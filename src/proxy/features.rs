@@ -20,8 +20,13 @@
 //! 5. `upstream-vhost` (the backend's `Host`), `x-forwarded-prefix`, then
 //!    `ruststrom.io/request-headers` (remove, then set);
 //!
-//! and on the backend's answer ([`response_headers`]):
-//! 6. `ruststrom.io/response-headers` (remove, then set).
+//! and on the backend's answer (in the handler, then [`response_headers`]):
+//! 6. `custom-http-errors`: a listed status is replaced by the error
+//!    backend's answer ([`super::error_page`]);
+//! 7. `ruststrom.io/response-headers` (remove, then set);
+//! 8. compression ([`super::compress`], also asked by `--compression`),
+//!    last, so that a header edit such as `Cache-Control: no-transform`
+//!    counts.
 //!
 //! A route without annotations carries no features: the handler tests one
 //! `Option` and goes on.
@@ -92,7 +97,7 @@ pub fn request_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
     }
 }
 
-/// Step 6: the headers of the backend's answer.
+/// Step 7: the headers of the backend's answer.
 pub fn response_headers(features: &RouteFeatures, headers: &mut HeaderMap) {
     if let Some(edits) = &features.response_headers {
         edits.apply(headers);
