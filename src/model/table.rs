@@ -128,6 +128,13 @@ fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
     }
 }
 
+impl Route {
+    /// Its backend, then its error backend if it has one.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        std::iter::once(&self.backend).chain(self.error_backend.as_ref())
+    }
+}
+
 fn same_error_backend(a: &Route, b: &Route) -> bool {
     match (&a.error_backend, &b.error_backend) {
         (None, None) => true,
@@ -335,7 +342,7 @@ impl RoutingTable {
             .chain(std::iter::once(&self.any))
             .flat_map(|h| h.routes.iter())
             .chain(self.default_backend.as_ref())
-            .flat_map(|r| std::iter::once(&r.backend).chain(r.error_backend.as_ref()))
+            .flat_map(Route::backends)
     }
 
     /// Every route with its host, in a stable order for display and tests.
