@@ -353,3 +353,109 @@ impl Encoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn q_values_pick_the_encoding() {
+        use Encoding::{Brotli, Gzip, Zstd};
+        let all = Encodings::ALL;
+        let mut gzip_only = Encodings::NONE;
+        gzip_only.insert(Gzip);
+        for (allowed, value, want) in [
+            (all, "gzip", Some(Gzip)),
+            (all, "gzip, br, zstd", Some(Zstd)),
+            (all, "gzip, br", Some(Brotli)),
+            (all, "br;q=0.5, gzip;q=0.9", Some(Gzip)),
+            (all, "br;q=1.0, gzip;q=1", Some(Brotli)),
+            (all, "zstd;q=0, br;q=0.000, gzip;q=0.001", Some(Gzip)),
+            (all, "*", Some(Zstd)),
+            (all, "*;q=0.1, zstd;q=0", Some(Brotli)),
+            (all, "identity", None),
+            (all, "gzip;q=0", None),
+            (all, "gzip;q=2", None),
+            (all, "gzip;q=0.1234", None),
+            (all, "gzip;q=abc", None),
+            (all, "GZIP;Q=0.5", Some(Gzip)),
+            (gzip_only, "zstd, br", None),
+            (gzip_only, "zstd, br, *;q=0.1", Some(Gzip)),
+        ] {
+            assert_eq!(negotiate(allowed, &accept(value)), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn eligibility_follows_nginx_gzip() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(
+                    http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            h
+        };
+        let text = [("content-type", "text/html; charset=utf-8")];
+        for (status, pairs, want) in [
+            (200, &text[..], true),
+            (404, &text[..], true),
+            (403, &text[..], true),
+            (201, &text[..], false),
+            (206, &text[..], false),
+            (304, &text[..], false),
+            (200, &[("content-type", "image/png")][..], false),
+            (200, &[][..], false),
+            (
+                200,
+                &[("content-type", "text/css"), ("content-length", "255")][..],
+                false,
+            ),
+            (
+                200,
+                &[("content-type", "text/css"), ("content-length", "256")][..],
+                true,
+            ),
+            (
+                200,
+                &[("content-type", "text/css"), ("content-encoding", "br")][..],
+                false,
+            ),
+            (
+                200,
+                &[
+                    ("content-type", "text/css"),
+                    ("cache-control", "No-Transform"),
+                ][..],
+                false,
+            ),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(
+                eligible(status, &headers(pairs)),
+                want,
+                "{status} {pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn vary_is_added_once() {
+        let mut h = HeaderMap::new();
+        h.insert(VARY, HeaderValue::from_static("Origin, accept-encoding"));
+        add_vary(&mut h);
+        assert_eq!(h.get_all(VARY).iter().count(), 1);
+        let mut h = HeaderMap::new();
+        h.insert(VARY, HeaderValue::from_static("Origin"));
+        add_vary(&mut h);
+        assert_eq!(h.get_all(VARY).iter().count(), 2);
+    }
+}
