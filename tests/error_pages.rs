@@ -277,15 +277,37 @@ async fn listed_statuses_get_the_error_services_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_down_error_service_gives_a_prompt_502() {
+async fn a_down_or_silent_error_service_gives_a_prompt_proxy_error() {
     let dir = tempfile::tempdir().unwrap();
     manifests(dir.path(), app().await, error_service(Arc::default()).await);
-    let proxy = Proxy::start(dir.path(), &[]).await;
-    let started = Instant::now();
-    let resp = ask(proxy.http_port, "GET", "down.local", "/status/404").await;
-    assert_eq!(resp.status, StatusCode::BAD_GATEWAY, "{}", resp.body);
-    assert!(!resp.body.contains("app says"), "{}", resp.body);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // An error Service that never answers.
+    let silent = backend(|_req: Request<Incoming>| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Response::new(full(""))
+    })
+    .await;
+    let extra = [
+        annotated(
+            "silent",
+            "silent.local",
+            "app",
+            &[(ERRORS, "404"), (DEFAULT, "silent")],
+        ),
+        backend_objects("default", "silent", &[silent]),
+    ];
+    write(dir.path(), "silent.yaml", &docs(&extra));
+    let proxy = Proxy::start(dir.path(), &["--request-timeout", "1s"]).await;
+    // (host, status the client gets)
+    for (host, want) in [
+        ("down.local", StatusCode::BAD_GATEWAY),
+        ("silent.local", StatusCode::GATEWAY_TIMEOUT),
+    ] {
+        let started = Instant::now();
+        let resp = ask(proxy.http_port, "GET", host, "/status/404").await;
+        assert_eq!(resp.status, want, "{host}: {}", resp.body);
+        assert!(!resp.body.contains("app says"), "{host}: {}", resp.body);
+        assert!(started.elapsed() < Duration::from_secs(5), "{host}");
+    }
     // Not listed: untouched even though the error Service is down.
     let resp = ask(proxy.http_port, "GET", "down.local", "/status/200").await;
     assert_eq!(resp.status, StatusCode::OK);
