@@ -454,6 +454,23 @@ async fn encodings_by_q_values_and_answers_left_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_clients_get_identity_as_from_nginx() {
+    let dir = tempfile::tempdir().unwrap();
+    manifests(dir.path(), start_backend(Arc::new(Notify::new())).await);
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    let ask = |version: &str| {
+        format!(
+            "GET /text HTTP/{version}\r\nHost: on.local\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let old = raw(proxy.http_port, &ask("1.0")).await.to_ascii_lowercase();
+    assert!(old.starts_with("http/1."), "{old}");
+    assert!(!old.contains("content-encoding"), "{old}");
+    let new = raw(proxy.http_port, &ask("1.1")).await.to_ascii_lowercase();
+    assert!(new.contains("content-encoding: gzip"), "{new}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_body_streams_compressed_before_the_backend_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let go = Arc::new(Notify::new());

@@ -24,7 +24,7 @@ use http::header::{
     ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
     ETAG, RANGE, VARY,
 };
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 
 use crate::model::{Encoding, Encodings};
 
@@ -78,11 +78,18 @@ pub struct Asked {
 }
 
 /// Reads a request for compression; `None` when its answer must not be
-/// touched at all (HEAD, `Range`).
-pub fn asked(allowed: Encodings, method: &Method, headers: &HeaderMap) -> Option<Asked> {
-    if allowed.is_empty() || method == Method::HEAD || headers.contains_key(RANGE) {
+/// touched at all: HEAD, `Range`, or HTTP/1.0 (nginx's `gzip_http_version
+/// 1.1`: without chunked encoding the length of a compressed body is only
+/// told by closing the connection).
+pub fn asked<B>(allowed: Encodings, req: &http::Request<B>) -> Option<Asked> {
+    if allowed.is_empty()
+        || req.method() == Method::HEAD
+        || req.version() < Version::HTTP_11
+        || req.headers().contains_key(RANGE)
+    {
         return None;
     }
+    let headers = req.headers();
     Some(Asked {
         encoding: negotiate(allowed, headers),
     })

@@ -164,7 +164,7 @@ async fn forward(
             } else {
                 Encodings::NONE
             });
-    let compress = compress::asked(compression, req.method(), req.headers());
+    let compress = compress::asked(compression, &req);
 
     let upgrade =
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
