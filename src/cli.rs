@@ -138,6 +138,11 @@ pub struct LimitArgs {
     /// [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub server_header: Option<bool>,
+    /// Compress answers (gzip, brotli, zstd, as the client accepts) on
+    /// routes whose Ingress does not set `ruststrom.io/compression`
+    /// [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub compression: Option<bool>,
 }
 
 /// Flags for cluster mode (no `--manifests`): where the API server is, what

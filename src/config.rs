@@ -136,6 +136,7 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub encoded_slashes: Option<EncodedSlashes>,
     pub server_header: Option<bool>,
+    pub compression: Option<bool>,
     pub ingress_class: Option<String>,
     pub watch_ingress_without_class: Option<bool>,
     pub allow_external_name: Option<bool>,
@@ -367,6 +368,10 @@ fn limits(args: &LimitArgs, file: &FileConfig) -> Result<Limits, ConfigError> {
             .server_header
             .or(file.server_header)
             .unwrap_or(d.server_header),
+        compression: args
+            .compression
+            .or(file.compression)
+            .unwrap_or(d.compression),
     })
 }
 
@@ -753,6 +758,7 @@ mod tests {
         assert_eq!(l.max_connections, 16_384);
         assert_eq!(l.encoded_slashes, EncodedSlashes::Keep);
         assert!(l.server_header);
+        assert!(!l.compression, "off by default, as ingress-nginx");
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
@@ -760,7 +766,7 @@ mod tests {
             &file,
             "client-body-timeout = \"5s\"\nmax-request-header-size = \"32KiB\"\n\
              max-connections = 100\nencoded-slashes = \"reject\"\nserver-header = false\n\
-             proxy-read-timeout = \"5m\"\n",
+             proxy-read-timeout = \"5m\"\ncompression = true\n",
         )
         .unwrap();
         let path = file.to_str().unwrap();
@@ -780,6 +786,7 @@ mod tests {
         assert_eq!(l.encoded_slashes, EncodedSlashes::Decode);
         assert!(!l.server_header);
         assert_eq!(l.proxy_read_timeout, Duration::from_secs(300));
+        assert!(l.compression);
 
         for bad in [
             &["--client-header-timeout", "0s"][..],

@@ -575,19 +575,31 @@ impl State {
         builder.set_tls(finished.tls);
         let partial = builder.build();
         let mut delta = Delta::default();
-        let backends =
-            |routes: &[Route]| routes.iter().map(|r| r.backend.clone()).collect::<Vec<_>>();
+        let backends = |routes: &[Route]| {
+            routes
+                .iter()
+                .flat_map(Route::backends)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         for host in &hosts {
             delta.removed.extend(backends(base.host_routes(host)));
             delta.added.extend(backends(partial.host_routes(host)));
         }
         if default {
-            delta
-                .removed
-                .extend(base.default_backend().map(|r| r.backend.clone()));
-            delta
-                .added
-                .extend(partial.default_backend().map(|r| r.backend.clone()));
+            delta.removed.extend(
+                base.default_backend()
+                    .into_iter()
+                    .flat_map(Route::backends)
+                    .cloned(),
+            );
+            delta.added.extend(
+                partial
+                    .default_backend()
+                    .into_iter()
+                    .flat_map(Route::backends)
+                    .cloned(),
+            );
         }
         self.table = Arc::new(base.splice(generation, &partial, hosts, default, tls));
 

@@ -57,6 +57,20 @@ pub(super) fn add(
             return false;
         }
     };
+    let error_backend = match &annotations.default_backend {
+        Some((annotation, name)) => match error_backend(key, name, backends) {
+            Ok(backend) => Some(backend),
+            Err(reason) => {
+                problems.push(Problem::rejected(
+                    KIND,
+                    key,
+                    format!("annotation {annotation}: {reason}"),
+                ));
+                return false;
+            }
+        },
+        None => None,
+    };
     for notice in annotations.notices {
         problems.push(Problem::warning(KIND, key, notice));
     }
@@ -73,6 +87,7 @@ pub(super) fn add(
             source: source.clone(),
             https: https.clone(),
             features: features.clone(),
+            error_backend: error_backend.clone(),
         };
         if let Err(kept) = builder.set_default(route) {
             problems.push(Problem::warning(
@@ -102,6 +117,7 @@ pub(super) fn add(
             source: source.clone(),
             https: https.clone(),
             features: features.clone(),
+            error_backend: error_backend.clone(),
         };
         if let Err(kept) = builder.add(&rule.host, route) {
             let message = if kept == source {
@@ -132,6 +148,31 @@ pub(super) fn rule_hosts(ingress: &Ingress) -> Option<Vec<HostMatch>> {
         hosts.push(rule.host);
     }
     Some(hosts)
+}
+
+/// The backend of the `default-backend` annotation: the first port of the
+/// named Service in the Ingress's namespace (ingress-nginx's choice). A
+/// Service that does not exist, or has no port, rejects the Ingress: its
+/// error pages would otherwise come from the backend it meant to hide.
+fn error_backend(
+    key: &ObjectKey,
+    name: &str,
+    backends: &mut Resolver<'_>,
+) -> Result<Arc<Backend>, String> {
+    let service = ObjectKey::new(key.namespace.clone(), name.to_string());
+    let svc = backends
+        .snapshot()
+        .services
+        .get(&service)
+        .ok_or_else(|| format!("Service {service} does not exist"))?;
+    let port = svc
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.ports.as_ref())
+        .and_then(|ports| ports.first())
+        .ok_or_else(|| format!("Service {service} has no port"))?
+        .port;
+    backends.backend(key, &service, &PortRef::Number(port))
 }
 
 /// The backend of a rule; when it cannot be resolved, a backend without

@@ -312,6 +312,12 @@ impl Backend {
 
     /// Whether two backends send traffic to the same place with the same
     /// policy (used to tell a duplicate rule from a conflicting one).
+    /// Whether it has any endpoint, ready or not (ingress-nginx's test for
+    /// sending a route to its `default-backend`).
+    pub fn has_endpoints(&self) -> bool {
+        !self.ready.is_empty() || !self.fallback.is_empty()
+    }
+
     pub fn same_target(&self, other: &Backend) -> bool {
         self.id == other.id && self.policy == other.policy
     }

@@ -50,7 +50,32 @@ pub struct RouteFeatures {
     /// `ruststrom.io/response-headers`: applied to the backend's answer,
     /// after `custom-headers`.
     pub response_headers: Option<HeaderEdits>,
+    /// `ruststrom.io/compression`: the encodings the answers may get,
+    /// overriding `--compression`; an empty set turns it off. `None`: as
+    /// `--compression` says.
+    pub compression: Option<Encodings>,
+    /// `custom-http-errors`: the backend's answers with these statuses are
+    /// replaced by the error backend's (the route's `error_backend`, from
+    /// `default-backend`), or by the proxy's own short page without one.
+    pub custom_http_errors: Option<ErrorCodes>,
 }
+
+/// Response statuses from 400 to 599, as a set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCodes([u64; 4]);
+
+/// A response compression encoding, in the order of preference when a
+/// client accepts several equally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Zstd = 0,
+    Brotli = 1,
+    Gzip = 2,
+}
+
+/// A set of [`Encoding`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Encodings(u8);
 
 /// The users of a `basic` auth Secret, with their password hashes.
 #[derive(Clone, PartialEq, Eq)]
@@ -130,6 +155,84 @@ impl RouteFeatures {
     /// Whether it asks nothing, so the routes can carry `None` instead.
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+}
+
+// === impl ErrorCodes ===
+
+impl ErrorCodes {
+    pub const MIN: u16 = 400;
+    pub const MAX: u16 = 599;
+
+    /// Adds `code`; false when it is not from 400 to 599.
+    pub fn insert(&mut self, code: u16) -> bool {
+        if !(Self::MIN..=Self::MAX).contains(&code) {
+            return false;
+        }
+        let i = usize::from(code - Self::MIN);
+        self.0[i / 64] |= 1 << (i % 64);
+        true
+    }
+
+    pub fn contains(&self, code: u16) -> bool {
+        if !(Self::MIN..=Self::MAX).contains(&code) {
+            return false;
+        }
+        let i = usize::from(code - Self::MIN);
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+}
+
+// === impl Encoding ===
+
+impl Encoding {
+    /// In order of preference: zstd and brotli give smaller output than
+    /// gzip, zstd for less CPU.
+    pub const ALL: [Encoding; 3] = [Encoding::Zstd, Encoding::Brotli, Encoding::Gzip];
+
+    /// Its `Content-Encoding` token.
+    pub fn coding(self) -> &'static str {
+        match self {
+            Encoding::Zstd => "zstd",
+            Encoding::Brotli => "br",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// From an `Accept-Encoding` token (`x-gzip` is gzip, RFC 9110 8.4.1.3).
+    pub fn from_coding(token: &str) -> Option<Self> {
+        let token = token.trim();
+        Self::ALL
+            .into_iter()
+            .find(|a| a.coding().eq_ignore_ascii_case(token))
+            .or_else(|| {
+                token
+                    .eq_ignore_ascii_case("x-gzip")
+                    .then_some(Encoding::Gzip)
+            })
+    }
+}
+
+// === impl Encodings ===
+
+impl Encodings {
+    pub const NONE: Encodings = Encodings(0);
+    pub const ALL: Encodings = Encodings(0b111);
+
+    pub fn contains(self, encoding: Encoding) -> bool {
+        self.0 & (1 << encoding as u8) != 0
+    }
+
+    pub fn insert(&mut self, encoding: Encoding) {
+        self.0 |= 1 << encoding as u8;
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 }
 

@@ -15,7 +15,10 @@ mod tls;
 pub use backend::{Backend, Endpoint, EndpointAddr, Picked};
 pub use cors::{Cors, OriginPattern, Origins};
 pub use ext_auth::{AuthCache, CachePolicy, Cached, Context, ExtAuth, Template, Var, Vars};
-pub use features::{BasicAuth, HeaderEdits, PasswordHash, Redirect, RouteFeatures, SourceRanges};
+pub use features::{
+    BasicAuth, Encoding, Encodings, ErrorCodes, HeaderEdits, PasswordHash, Redirect, RouteFeatures,
+    SourceRanges,
+};
 pub use host::{HostMatch, normalize_host};
 pub use path::PathMatch;
 pub use policy::{

@@ -18,6 +18,11 @@ pub struct Route {
     /// What that Ingress's annotations ask on the request path; `None`
     /// when nothing (shared by its routes).
     pub features: Option<Arc<RouteFeatures>>,
+    /// `default-backend`: answers for the route when its backend has no
+    /// endpoint, and gives the error pages of `custom-http-errors`. Here
+    /// rather than in `features` so that endpoint updates swap it like the
+    /// route's backend.
+    pub error_backend: Option<Arc<Backend>>,
 }
 
 /// The routes of one host, in precedence order (longest path first, `Exact`
@@ -90,6 +95,9 @@ impl HostRoutes {
             if let Some(backend) = replace(&route.backend) {
                 copy.get_or_insert_with(|| self.routes.to_vec())[i].backend = backend;
             }
+            if let Some(backend) = route.error_backend.as_ref().and_then(&mut *replace) {
+                copy.get_or_insert_with(|| self.routes.to_vec())[i].error_backend = Some(backend);
+            }
         }
         copy.map(|routes| HostRoutes {
             routes: routes.into(),
@@ -107,7 +115,8 @@ fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
     match routes.binary_search_by(|r| r.path.precedence(&route.path)) {
         Ok(i)
             if routes[i].backend.same_target(&route.backend)
-                && routes[i].features == route.features =>
+                && routes[i].features == route.features
+                && same_error_backend(&routes[i], &route) =>
         {
             Ok(())
         }
@@ -116,6 +125,21 @@ fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
             routes.insert(i, route);
             Ok(())
         }
+    }
+}
+
+impl Route {
+    /// Its backend, then its error backend if it has one.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        std::iter::once(&self.backend).chain(self.error_backend.as_ref())
+    }
+}
+
+fn same_error_backend(a: &Route, b: &Route) -> bool {
+    match (&a.error_backend, &b.error_backend) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_target(b),
+        _ => false,
     }
 }
 
@@ -238,11 +262,13 @@ impl RoutingTable {
             }
         }
         let mut default_backend = self.default_backend.clone();
-        if default
-            && let Some(route) = &mut default_backend
-            && let Some(backend) = replace(&route.backend)
-        {
-            route.backend = backend;
+        if default && let Some(route) = &mut default_backend {
+            if let Some(backend) = replace(&route.backend) {
+                route.backend = backend;
+            }
+            if let Some(backend) = route.error_backend.as_ref().and_then(&mut replace) {
+                route.error_backend = Some(backend);
+            }
         }
         RoutingTable {
             generation,
@@ -316,7 +342,7 @@ impl RoutingTable {
             .chain(std::iter::once(&self.any))
             .flat_map(|h| h.routes.iter())
             .chain(self.default_backend.as_ref())
-            .map(|r| &r.backend)
+            .flat_map(Route::backends)
     }
 
     /// Every route with its host, in a stable order for display and tests.
@@ -462,6 +488,7 @@ mod tests {
             source: source.into(),
             https: Arc::default(),
             features: None,
+            error_backend: None,
         }
     }
 
@@ -510,6 +537,30 @@ mod tests {
         ];
         for (host, path, want) in cases {
             assert_eq!(hit(&t, host, path), want, "{host}{path}");
+        }
+    }
+
+    #[test]
+    fn swapped_backends_reach_error_backends_too() {
+        let with_errors = |id: &str| Route {
+            error_backend: Some(Arc::new(Backend::new("errors".into(), vec![], vec![]))),
+            ..route(PathMatch::prefix("/"), id, "i")
+        };
+        let t = table(
+            vec![(HostMatch::from_rule(Some("a.com")), with_errors("app"))],
+            Some(with_errors("default")),
+        );
+        assert_eq!(
+            t.backends().filter(|b| b.id == "errors").count(),
+            2,
+            "the error backend is among the table's backends"
+        );
+        let fresh = Arc::new(Backend::new("errors".into(), vec![], vec![]));
+        let swapped = t.with_backends(2, |b| (b.id == "errors").then(|| fresh.clone()));
+        for host in ["a.com", "other"] {
+            let route = swapped.lookup(host, "/").unwrap();
+            let error_backend = route.error_backend.as_ref().unwrap();
+            assert!(Arc::ptr_eq(error_backend, &fresh), "{host}");
         }
     }
 

@@ -6,6 +6,8 @@
 //! see [`Lease::salvage_body`]). A backend that pauses longer than
 //! `--proxy-read-timeout` between two pieces of its body has the answer cut
 //! off, so a stalled backend cannot hold a client connection forever.
+//! When the answer is compressed ([`super::compress`]), the body passes
+//! through its encoder here, piece by piece.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,6 +19,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use prometheus::IntGauge;
 use tokio::time::{Instant, Sleep};
 
+use super::compress::{Encoder, OUT_CHUNK};
 use super::upstream::Lease;
 use crate::balance::InFlight;
 use crate::model::Slot;
@@ -34,6 +37,16 @@ pub struct Tracked {
     /// Armed at the first pause; boxed and made only then, so a body that
     /// arrives at once costs no timer.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Set for a compressed answer only (boxed: most answers have none).
+    encoder: Option<Box<Compressing>>,
+}
+
+/// A compressed body's state.
+#[derive(Debug)]
+struct Compressing {
+    encoder: Encoder,
+    /// The backend's trailers, sent after the end of the compressed data.
+    trailers: Option<http::HeaderMap>,
 }
 
 /// Why a backend's body ended early.
@@ -43,6 +56,8 @@ pub enum ReadError {
     Backend(#[from] hyper::Error),
     #[error("the backend paused its response longer than the read timeout")]
     Stalled,
+    #[error("compressing the response failed: {0}")]
+    Compress(std::io::Error),
 }
 
 /// What ends with the body.
@@ -93,6 +108,7 @@ impl Tracked {
             }),
             read_timeout,
             timer: None,
+            encoder: None,
         }
     }
 
@@ -101,6 +117,15 @@ impl Tracked {
         if let Some(done) = self.done.as_mut() {
             done._slot = slot;
         }
+        self
+    }
+
+    /// Compresses the body with `encoder` on its way out.
+    pub fn compressed(mut self, encoder: Encoder) -> Self {
+        self.encoder = Some(Box::new(Compressing {
+            encoder,
+            trailers: None,
+        }));
         self
     }
 
@@ -143,7 +168,34 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ReadError>>> {
-        let this = &mut *self;
+        if self.encoder.is_some() {
+            self.poll_compressed(cx)
+        } else {
+            self.poll_raw(cx)
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.encoder {
+            Some(c) => c.encoder.is_finished() && c.trailers.is_none(),
+            None => self.inner.as_ref().is_none_or(Incoming::is_end_stream),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.encoder.is_some() {
+            return SizeHint::default();
+        }
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}
+
+impl Tracked {
+    /// The backend's frames as they come, under the read timeout.
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ReadError>>> {
+        let this = self;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -178,13 +230,52 @@ impl Body for Tracked {
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    /// The backend's body through the encoder: compressed output goes out
+    /// once [`OUT_CHUNK`] of it is ready, or whenever the backend has
+    /// nothing more for now (flushed, so a stream of events keeps flowing),
+    /// and the rest at the end, before the backend's trailers.
+    fn poll_compressed(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ReadError>>> {
+        loop {
+            let Some(state) = self.encoder.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if state.encoder.is_finished() {
+                return Poll::Ready(state.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let polled = self.poll_raw(cx);
+            let Some(state) = self.encoder.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let out = match polled {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        state.encoder.write(&data).map_err(ReadError::Compress)?;
+                        match state.encoder.ready(OUT_CHUNK) {
+                            Some(out) => out,
+                            None => continue,
+                        }
+                    }
+                    Err(frame) => {
+                        state.trailers = frame.into_trailers().ok();
+                        state.encoder.finish().map_err(ReadError::Compress)?
+                    }
+                },
+                Poll::Ready(None) => state.encoder.finish().map_err(ReadError::Compress)?,
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                Poll::Pending => {
+                    let out = state.encoder.flush().map_err(ReadError::Compress)?;
+                    if out.is_empty() {
+                        return Poll::Pending;
+                    }
+                    out
+                }
+            };
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+        }
     }
 }

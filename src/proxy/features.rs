@@ -30,12 +30,17 @@
 //!    backend's `Host`), `x-forwarded-prefix`, then
 //!    `ruststrom.io/request-headers` (remove, then set);
 //!
-//! and on the backend's answer ([`response_headers`]):
-//! 8. the auth service's `Set-Cookie` (step 6), `custom-headers`, then
+//! and on the backend's answer (in the handler, then [`response_headers`]):
+//! 8. `custom-http-errors`: a listed status is replaced by the error
+//!    backend's answer ([`super::error_page`]); then the auth service's
+//!    `Set-Cookie` (step 6), `custom-headers`, then
 //!    `ruststrom.io/response-headers` (remove, then set);
+//! 9. compression ([`super::compress`], also asked by `--compression`),
+//!    last, so that a header edit such as `Cache-Control: no-transform`
+//!    counts;
 //!
 //! and last, on every answer of a CORS route, the proxy's own included:
-//! 9. the CORS headers ([`super::cors`]).
+//! 10. the CORS headers ([`super::cors`]).
 //!
 //! A route without annotations carries no features: the handler tests one
 //! `Option` and goes on.

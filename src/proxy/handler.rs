@@ -18,14 +18,17 @@ use tokio::time::Instant;
 
 use super::access_log::{Pending, Trace, Upstream};
 use super::admission::{self, Admitted};
-use super::attempt::{self, Failed};
+use super::attempt;
 use super::body::{GaugeGuard, Tracked};
+use super::error_page::{self, Intercept};
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
-use super::{Proxy, ProxyError, cookie, cors, features, route_redirect, source_range, upgrade};
+use super::{
+    Proxy, ProxyError, compress, cookie, cors, features, route_redirect, source_range, upgrade,
+};
 use crate::balance::{hash_with, sticky_id};
-use crate::model::{BackendPolicy, Endpoint, HashKey, normalize_host};
+use crate::model::{BackendPolicy, Encodings, Endpoint, HashKey, normalize_host};
 
 /// `Server` on every answer (no version: it only helps an attacker).
 static SERVER: HeaderValue = HeaderValue::from_static("rust-strom");
@@ -110,7 +113,7 @@ async fn forward(
         proxy.limits.encoded_slashes,
         proxy.limits.max_request_header_size,
     )?;
-    let (backend, features, slot) = {
+    let (backend, features, slot, intercept) = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_name = normalize_host(host_name);
@@ -153,7 +156,25 @@ async fn forward(
         {
             return Ok(answer);
         }
-        (route.backend.clone(), route.features.clone(), slot)
+        let (backend, intercept) = match &route.error_backend {
+            // `default-backend` answers for a Service without endpoints
+            // (its own answers are not intercepted again).
+            Some(fallback) if !route.backend.has_endpoints() && fallback.has_endpoints() => {
+                (fallback.clone(), None)
+            }
+            _ => {
+                let intercept = features.and_then(|f| f.custom_http_errors).map(|codes| {
+                    (
+                        codes,
+                        route.error_backend.clone(),
+                        route.backend.clone(),
+                        route.source.clone(),
+                    )
+                });
+                (route.backend.clone(), intercept)
+            }
+        };
+        (backend, route.features.clone(), slot, intercept)
     };
     let granted = match features.as_deref() {
         Some(f) => features::authenticate(proxy, f, conn, &req, host.as_ref()).await?,
@@ -176,9 +197,28 @@ async fn forward(
                 backend: backend.id.clone(),
             })?;
 
+    // Compression: the Ingress's annotation, else the global flag; read
+    // from the request before it goes (a plain route tests two values).
+    let compression =
+        features
+            .as_deref()
+            .and_then(|f| f.compression)
+            .unwrap_or(if proxy.limits.compression {
+                Encodings::ALL
+            } else {
+                Encodings::NONE
+            });
+    let compress = compress::asked(compression, &req);
+
     let upgrade =
         headers::upgrade_protocol(req.headers()).filter(|_| req.version() == Version::HTTP_11);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    // The request as the client sent it, for the error backend.
+    let original = intercept.as_ref().map(|_| {
+        let target = req.uri().path_and_query();
+        let uri = target.and_then(|t| HeaderValue::from_str(t.as_str()).ok());
+        (req.method().clone(), uri)
+    });
     prepare(&mut req, conn, picked.endpoint, host, upgrade);
     let max_body = features.as_deref().and_then(|f| f.max_body);
     if let Some(features) = features.as_deref() {
@@ -186,6 +226,19 @@ async fn forward(
     }
     // Sent upstream, returned to the client, and logged.
     let request_id = req.headers().get(&headers::X_REQUEST_ID).cloned();
+    // Error pages: what the error backend will be told, kept only for
+    // routes that have them.
+    let intercept = intercept.zip(original).map(
+        |((codes, backend, service, ingress), (method, original_uri))| Intercept {
+            codes,
+            backend,
+            service,
+            ingress,
+            method,
+            original_uri,
+            headers: req.headers().clone(),
+        },
+    );
     let (req, upload) = attempt::into_upstream(req, proxy.limits.client_body_timeout, max_body);
     if let Some(trace) = trace.as_mut() {
         trace.request_id.clone_from(&request_id);
@@ -220,23 +273,7 @@ async fn forward(
             endpoint: picked.endpoint.to_string(),
         });
     };
-    let sent = result.map_err(|failed| match failed {
-        Failed::Connect { endpoint, source } => ProxyError::Connect {
-            backend: backend.id.clone(),
-            endpoint: endpoint.to_string(),
-            source,
-        },
-        Failed::Broken { endpoint, source } => ProxyError::Upstream {
-            backend: backend.id.clone(),
-            endpoint: endpoint.to_string(),
-            source,
-        },
-        Failed::Timeout { endpoint } => ProxyError::Timeout {
-            backend: backend.id.clone(),
-            endpoint: endpoint.to_string(),
-        },
-        Failed::Client(fault) => ProxyError::ClientBody(fault),
-    })?;
+    let sent = result.map_err(|failed| error_page::failure(&backend, failed))?;
     metrics
         .response_time
         .observe(started.elapsed().as_secs_f64());
@@ -246,6 +283,43 @@ async fn forward(
             duration: started.elapsed(),
         });
         trace.retries = sent.retries;
+    }
+    let read_timeout = policy
+        .read_timeout
+        .unwrap_or(proxy.limits.proxy_read_timeout);
+
+    let status = sent.response.status();
+    if let Some(intercept) = intercept.filter(|i| i.wants(status)) {
+        // The backend's answer is dropped unread: its connection is pooled
+        // again once the rest comes in (or closed), as for a client that
+        // went away.
+        drop(Tracked::new(
+            sent.response.into_body(),
+            sent.in_flight,
+            gauge,
+            Some(sent.lease),
+            read_timeout,
+        ));
+        let Some(mut response) = error_page::fetch(proxy, intercept, status).await? else {
+            return Ok(error_page::own(status));
+        };
+        let status = response.status();
+        if let Some(features) = features.as_deref() {
+            features::response_headers(features, granted.as_ref(), status, response.headers_mut());
+        }
+        if let Some(id) = request_id {
+            response
+                .headers_mut()
+                .insert(headers::X_REQUEST_ID.clone(), id);
+        }
+        let encoder = compress.and_then(|c| compress::respond(c, status, response.headers_mut()));
+        return Ok(response.map(|body| {
+            let body = body.with_slot(slot);
+            Either::Left(match encoder {
+                Some(encoder) => body.compressed(encoder),
+                None => body,
+            })
+        }));
     }
 
     let mut response = sent.response;
@@ -283,11 +357,13 @@ async fn forward(
             .headers_mut()
             .insert(headers::X_REQUEST_ID.clone(), id);
     }
-    let read_timeout = policy
-        .read_timeout
-        .unwrap_or(proxy.limits.proxy_read_timeout);
+    let encoder = compress.and_then(|c| compress::respond(c, status, response.headers_mut()));
     Ok(response.map(|body| {
-        Either::Left(Tracked::new(body, sent.in_flight, gauge, lease, read_timeout).with_slot(slot))
+        let body = Tracked::new(body, sent.in_flight, gauge, lease, read_timeout).with_slot(slot);
+        Either::Left(match encoder {
+            Some(encoder) => body.compressed(encoder),
+            None => body,
+        })
     }))
 }
 

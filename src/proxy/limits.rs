@@ -56,6 +56,9 @@ pub struct Limits {
     pub encoded_slashes: EncodedSlashes,
     /// Send `Server: rust-strom` (replacing the backend's).
     pub server_header: bool,
+    /// Compress answers on routes whose Ingress does not say
+    /// (`ruststrom.io/compression`); off as ingress-nginx's `use-gzip`.
+    pub compression: bool,
 }
 
 impl Default for Limits {
@@ -73,6 +76,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             encoded_slashes: EncodedSlashes::Keep,
             server_header: true,
+            compression: false,
         }
     }
 }

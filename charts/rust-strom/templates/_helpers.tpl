@@ -94,6 +94,9 @@ runs is what values.yaml says. */}}
 {{- if not $limits.serverHeader -}}
 {{- $args = append $args "--server-header=false" -}}
 {{- end -}}
+{{- if $c.compression -}}
+{{- $args = append $args "--compression" -}}
+{{- end -}}
 {{- range $c.extraArgs -}}
 {{- $args = append $args . -}}
 {{- end -}}

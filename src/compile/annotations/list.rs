@@ -64,7 +64,6 @@ const REWRITE: &str =
     "path rewriting is not implemented; the backend would get other paths than asked";
 const BACKEND_TLS: &str =
     "TLS to backends is not implemented; requests would go to the backend in plain text";
-const ERRORS: &str = "custom error pages are not implemented yet";
 const HEADERS: &str =
     "not implemented yet: the backend or the client would get other headers than asked";
 const BUFFERS: &str = "tunes nginx's buffering; RustStrom streams bodies both ways";
@@ -91,6 +90,10 @@ pub const KNOWN: &[Known] = &[
     ours(
         "hsts",
         "the Strict-Transport-Security value for HTTPS answers (a ConfigMap option in ingress-nginx)",
+    ),
+    ours(
+        "compression",
+        "compresses answers: true, false, or the encodings allowed (gzip, br, zstd)",
     ),
     // Session affinity.
     n("affinity", Ignored, AFFINITY),
@@ -304,8 +307,16 @@ pub const KNOWN: &[Known] = &[
     n("lua-resty-waf-score-threshold", Refused, WAF),
     n("lua-resty-waf-process-multipart-body", Refused, WAF),
     // Errors and default backend.
-    n("custom-http-errors", Refused, ERRORS),
-    n("default-backend", Refused, ERRORS),
+    n(
+        "custom-http-errors",
+        Honoured,
+        "answers with these statuses are replaced by the default-backend's",
+    ),
+    n(
+        "default-backend",
+        Honoured,
+        "a Service of the Ingress's namespace for error pages and for routes without endpoints",
+    ),
     n(
         "disable-proxy-intercept-errors",
         Ignored,

@@ -25,7 +25,10 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use list::Status;
 
-use crate::model::{HeaderEdits, HttpsPolicy, Redirect, RouteFeatures, SourceRanges};
+use crate::model::{
+    Encoding, Encodings, ErrorCodes, HeaderEdits, HttpsPolicy, Redirect, RouteFeatures,
+    SourceRanges,
+};
 use crate::source::{ObjectKey, Snapshot};
 
 pub const RUSTSTROM: &str = "ruststrom.io/";
@@ -50,6 +53,9 @@ pub(super) struct Parsed {
     /// `from-to-www-redirect`: the other name of each host (with or without
     /// `www.`) redirects to it.
     pub(super) from_to_www: bool,
+    /// `default-backend`: the annotation's key and the Service it names,
+    /// resolved by the caller.
+    pub(super) default_backend: Option<(String, String)>,
 }
 
 /// Checks every annotation and parses the honoured ones, reading the
@@ -130,12 +136,23 @@ pub(super) fn parse(
         },
         request_headers: read.parse("request-headers", |v| header_edits(v, Side::Request))?,
         response_headers: read.parse("response-headers", |v| header_edits(v, Side::Response))?,
+        compression: read.parse("compression", compression)?,
+        custom_http_errors: read.parse("custom-http-errors", error_codes)?,
+    };
+    let default_backend = match read.get("default-backend") {
+        Some((key, value)) => {
+            let name =
+                service_name(value).map_err(|why| format!("annotation {key}: {value:?} {why}"))?;
+            Some((key, name))
+        }
+        None => None,
     };
     Ok(Parsed {
         https: Arc::new(https),
         features: (!features.is_empty()).then(|| Arc::new(features)),
         notices,
         from_to_www: read.bool("from-to-www-redirect")?.unwrap_or(false),
+        default_backend,
     })
 }
 
@@ -527,6 +544,69 @@ fn header_edits(value: &str, side: Side) -> Result<HeaderEdits, String> {
         return Err("neither sets nor removes a header".into());
     }
     Ok(edits)
+}
+
+/// A comma-separated list of statuses from 400 to 599 (ingress-nginx's
+/// rule); at least one.
+fn error_codes(value: &str) -> Result<ErrorCodes, String> {
+    let mut codes = ErrorCodes::default();
+    for entry in value.split(',').map(str::trim) {
+        if entry.is_empty() {
+            continue;
+        }
+        let code: u16 = entry
+            .parse()
+            .map_err(|_| format!("has {entry:?}, which is not a status code"))?;
+        if !codes.insert(code) {
+            return Err(format!("has {code}, which is not from 400 to 599"));
+        }
+    }
+    if codes.is_empty() {
+        return Err("lists no status code".into());
+    }
+    Ok(codes)
+}
+
+/// The name of a Service (a DNS-1035 label: the annotation names a Service
+/// of the Ingress's own namespace, never another's).
+fn service_name(value: &str) -> Result<String, String> {
+    const WANT: &str = "is not the name of a Service in the Ingress's namespace";
+    let name = value.trim();
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        return Err(WANT.into());
+    }
+    Ok(name.to_string())
+}
+
+/// `true` or `on` (every encoding), `false` or `off` (none, whatever
+/// `--compression` says), or a comma-separated list of the encodings
+/// allowed: `gzip`, `br`, `zstd`.
+fn compression(value: &str) -> Result<Encodings, String> {
+    const WANT: &str = "is not true, false, on, off, or a list of gzip, br and zstd";
+    let on_off = match value.trim() {
+        v if v.eq_ignore_ascii_case("on") => Some(true),
+        v if v.eq_ignore_ascii_case("off") => Some(false),
+        v => parse_bool(v),
+    };
+    if let Some(on) = on_off {
+        return Ok(if on { Encodings::ALL } else { Encodings::NONE });
+    }
+    let mut set = Encodings::NONE;
+    for token in value.split(',').map(str::trim) {
+        // `x-gzip` is a request's name for gzip, not a setting.
+        match Encoding::from_coding(token) {
+            Some(encoding) if !token.eq_ignore_ascii_case("x-gzip") => set.insert(encoding),
+            _ => return Err(WANT.into()),
+        }
+    }
+    Ok(set)
 }
 
 /// nginx's size syntax (`\d+[bkmg]?`, any case, powers of 1024); `0` means

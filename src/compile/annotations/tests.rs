@@ -244,6 +244,18 @@ fn values_that_do_not_parse_reject_naming_the_annotation() {
         ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "-5"),
         ("nginx.ingress.kubernetes.io/limit-whitelist", "10.0.0.0/33"),
         ("nginx.ingress.kubernetes.io/enable-cors", "yes"),
+        ("ruststrom.io/compression", "gzip, lzma"),
+        ("ruststrom.io/compression", "x-gzip"),
+        ("ruststrom.io/compression", ""),
+        ("nginx.ingress.kubernetes.io/custom-http-errors", "404,399"),
+        ("nginx.ingress.kubernetes.io/custom-http-errors", "600"),
+        ("nginx.ingress.kubernetes.io/custom-http-errors", "40x"),
+        ("nginx.ingress.kubernetes.io/custom-http-errors", " , "),
+        (
+            "nginx.ingress.kubernetes.io/default-backend",
+            "other/errors",
+        ),
+        ("nginx.ingress.kubernetes.io/default-backend", "Errors"),
     ] {
         let reason = parsed(&[(key, value)]).unwrap_err();
         assert!(
@@ -251,6 +263,39 @@ fn values_that_do_not_parse_reject_naming_the_annotation() {
             "{reason}"
         );
     }
+}
+
+#[test]
+fn compression_and_error_codes() {
+    use crate::model::{Encoding, Encodings};
+    for (value, want) in [
+        ("true", Encodings::ALL),
+        ("on", Encodings::ALL),
+        ("false", Encodings::NONE),
+        ("OFF", Encodings::NONE),
+    ] {
+        let p = parsed(&[("ruststrom.io/compression", value)]).unwrap();
+        assert_eq!(p.features.unwrap().compression, Some(want), "{value}");
+    }
+    let p = parsed(&[("ruststrom.io/compression", "gzip, br")]).unwrap();
+    let set = p.features.unwrap().compression.unwrap();
+    assert!(set.contains(Encoding::Gzip) && set.contains(Encoding::Brotli));
+    assert!(!set.contains(Encoding::Zstd));
+    // Only under ruststrom.io/: ingress-nginx has no such annotation.
+    let p = parsed(&[("nginx.ingress.kubernetes.io/compression", "true")]).unwrap();
+    assert!(p.features.is_none());
+
+    let p = parsed(&[(
+        "nginx.ingress.kubernetes.io/custom-http-errors",
+        "404, 503,",
+    )])
+    .unwrap();
+    let codes = p.features.unwrap().custom_http_errors.unwrap();
+    for (code, want) in [(404, true), (503, true), (500, false), (200, false)] {
+        assert_eq!(codes.contains(code), want, "{code}");
+    }
+    let p = parsed(&[("nginx.ingress.kubernetes.io/default-backend", " errors ")]).unwrap();
+    assert_eq!(p.default_backend.unwrap().1, "errors");
 }
 
 #[test]

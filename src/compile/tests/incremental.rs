@@ -65,8 +65,8 @@ const SECRETS: [Option<&str>; 6] = [
 const CREATED: [Option<&str>; 4] = [None, Some(OLD), Some(MID), Some(NEW)];
 const HSTS_VALUES: [Option<&str>; 3] = [None, Some("max-age=600"), Some("forever")];
 /// Request-path annotations: none (most often), one that is honoured, one
-/// whose value does not parse (the Ingress is rejected).
-const FEATURES: [Option<(&str, &str)>; 4] = [
+/// whose value does not parse (the Ingress is rejected), error backends.
+const FEATURES: [Option<(&str, &str)>; 6] = [
     None,
     None,
     Some((
@@ -74,6 +74,10 @@ const FEATURES: [Option<(&str, &str)>; 4] = [
         "10.0.0.0/8",
     )),
     Some(("nginx.ingress.kubernetes.io/proxy-body-size", "lots")),
+    // An error backend: one that has slices that change, and one that
+    // does not exist (the Ingress is rejected).
+    Some(("nginx.ingress.kubernetes.io/default-backend", "b")),
+    Some(("nginx.ingress.kubernetes.io/default-backend", "gone")),
 ];
 /// Ingresses are named `i0` to `i5`: few, so that edits meet.
 const NAMES: usize = 6;
@@ -329,7 +333,7 @@ fn describe(table: &RoutingTable) -> Vec<String> {
     let route = |host: String, r: &Route| {
         let b = &r.backend;
         format!(
-            "{host} {} -> {} ({}) ready={:?} fallback={:?} weights={:?} policy={:?} from {} https={:?} features={:?}",
+            "{host} {} -> {} ({}) ready={:?} fallback={:?} weights={:?} policy={:?} from {} https={:?} features={:?} errors={:?}",
             r.path,
             b.id,
             b.service,
@@ -340,6 +344,9 @@ fn describe(table: &RoutingTable) -> Vec<String> {
             r.source,
             r.https,
             r.features,
+            r.error_backend
+                .as_ref()
+                .map(|e| (&e.id, addrs(&e.ready), addrs(&e.fallback))),
         )
     };
     let mut out = vec![format!("generation {}", table.generation())];
@@ -375,8 +382,13 @@ fn sharing(table: &RoutingTable) -> Vec<usize> {
     let backends: Vec<_> = table
         .routes()
         .into_iter()
-        .map(|(_, r)| &r.backend)
-        .chain(table.default_backend().map(|r| &r.backend))
+        .flat_map(|(_, r)| r.backends())
+        .chain(
+            table
+                .default_backend()
+                .into_iter()
+                .flat_map(Route::backends),
+        )
         .collect();
     backends
         .iter()
@@ -643,6 +655,30 @@ fn endpoint_changes_refresh_backends_in_place() {
     let delta = after.delta.unwrap();
     assert_eq!(after.compiled, 0);
     assert!(delta.added.is_empty() && delta.removed.is_empty() && delta.refreshed.is_empty());
+}
+
+#[test]
+fn endpoint_changes_refresh_error_backends_in_place() {
+    let mut snapshot = world();
+    let with_errors = mk_ingress("shop", "i0")
+        .rule(Some("a.x.test"), &[("/", "Prefix", "a", "80")])
+        .annotate("nginx.ingress.kubernetes.io/default-backend", "b")
+        .build();
+    snapshot.insert(&with_errors);
+    let mut compiler = Compiler::new(options());
+    let before = compiler.compile(&snapshot, 1, now());
+    let errors = |t: &RoutingTable| {
+        let route = t.lookup("a.x.test", "/").unwrap();
+        addrs(&route.error_backend.as_ref().unwrap().ready)
+    };
+    let was = errors(&before.table);
+
+    // Service `b` is only the error backend here.
+    snapshot.insert(&slice(1, 7));
+    let (table, refreshed) = compiler.refresh_endpoints(&snapshot, 2).unwrap();
+    assert_eq!(refreshed.len(), 1);
+    assert_ne!(errors(&table), was);
+    assert_eq!(errors(&table), ["10.1.1.2:8080"]);
 }
 
 fn hit_in(table: &RoutingTable, host: &str, path: &str) -> String {
