@@ -1511,3 +1511,100 @@ async fn annotation_features_work_in_cluster_mode() {
     );
     assert!(resp.backend().is_none(), "{}", resp.body);
 }
+
+// External auth, error pages and compression in cluster mode: the auth
+// service and the error Service are reached as configured, and a Service
+// without endpoints falls back to the default-backend Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_error_pages_and_compression_work_in_cluster_mode() {
+    let one = echo("one").await;
+    let errors = echo("errors").await;
+    let auth = backend(|req: http::Request<hyper::body::Incoming>| async move {
+        let ok = req.headers().get("x-let-me-in").is_some();
+        let status = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        http::Response::builder()
+            .status(status)
+            .header("x-auth-request-user", "ada")
+            .body(full(""))
+            .unwrap()
+    })
+    .await;
+    let page = backend(|_req: http::Request<hyper::body::Incoming>| async move {
+        http::Response::builder()
+            .header("content-type", "text/html")
+            .body(full("<p>hello</p>".repeat(100)))
+            .unwrap()
+    })
+    .await;
+    let cluster = Cluster::start().await;
+    let n = |name: &str| format!("nginx.ingress.kubernetes.io/{name}");
+    let auth_url = format!("http://{auth}/check");
+    let on = |name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]| {
+        annotated_ingress(name, host, annotations).replace("name: one", &format!("name: {svc}"))
+    };
+    cluster.apply(&docs(&[
+        backend_objects("default", "one", &[one]),
+        backend_objects("default", "errors", &[errors]),
+        backend_objects("default", "page", &[page]),
+        service("default", "empty"),
+        on(
+            "guarded",
+            "guarded.local",
+            "one",
+            &[
+                (&n("auth-url"), &auth_url),
+                (&n("auth-response-headers"), "X-Auth-Request-User"),
+            ],
+        ),
+        on(
+            "fallback",
+            "fallback.local",
+            "empty",
+            &[(&n("default-backend"), "errors")],
+        ),
+        on(
+            "zipped",
+            "zipped.local",
+            "page",
+            &[("ruststrom.io/compression", "gzip")],
+        ),
+    ]));
+    let proxy = cluster.proxy(&[]).await;
+    wait_ready(&proxy).await;
+    let port = proxy.http_port;
+
+    assert_eq!(
+        get(port, "guarded.local", "/").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let req = Request::get("/")
+        .header("host", "guarded.local")
+        .header("x-let-me-in", "1")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send(port, req).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(
+        resp.echoed("x-auth-request-user"),
+        Some("ada"),
+        "{}",
+        resp.body
+    );
+
+    let resp = get(port, "fallback.local", "/").await;
+    assert_eq!(resp.backend(), Some("errors"), "{}", resp.body);
+
+    let req = Request::get("/")
+        .header("host", "zipped.local")
+        .header("accept-encoding", "gzip")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send(port, req).await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(resp.headers["content-encoding"], "gzip");
+    assert_eq!(resp.headers["vary"], "Accept-Encoding");
+}
