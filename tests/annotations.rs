@@ -745,3 +745,68 @@ async fn basic_auth_lets_in_the_users_of_its_secret_only() {
         "{logs}"
     );
 }
+
+/// Runs a tool that writes a password hash; the test fails (never skips)
+/// when it is missing: `scripts/test` installs it.
+fn hash_with(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} not found ({e}): scripts/test installs apache2-utils and openssl")
+        });
+    assert!(out.status.success(), "{program} {args:?} failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+// Entries made now, with fresh salts, by the tools people use: htpasswd
+// (bcrypt, apr1-MD5 its default, {SHA}) and `openssl passwd` (MD5, SHA-256
+// and SHA-512 crypt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_reads_what_htpasswd_and_openssl_write_now() {
+    let password = "correct horse:battery";
+    let mut entries = Vec::new();
+    for (user, flag) in [("bcrypt", "-B"), ("apr1", "-m"), ("sha", "-s")] {
+        entries.push(hash_with("htpasswd", &["-nb", flag, user, password]));
+    }
+    for (user, flag) in [("md5", "-1"), ("sha256", "-5"), ("sha512", "-6")] {
+        let hash = hash_with("openssl", &["passwd", flag, password]);
+        entries.push(format!("{user}:{hash}"));
+    }
+    let file: String = entries.iter().map(|e| format!("    {e}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let parts = vec![
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: users\n  namespace: default\nstringData:\n  auth: |\n{file}"
+        ),
+        annotated(
+            "file",
+            "file.local",
+            "web",
+            &[
+                (&format!("{NGINX}/auth-type"), "basic"),
+                (&format!("{NGINX}/auth-secret"), "users"),
+            ],
+        ),
+        backend_objects("default", "web", &[echo("web").await]),
+    ];
+    write(dir.path(), "routes.yaml", &docs(&parts));
+    let proxy = Proxy::start(dir.path(), &[]).await;
+    for user in ["bcrypt", "apr1", "sha", "md5", "sha256", "sha512"] {
+        for (given, want) in [
+            (password, StatusCode::OK),
+            ("correct horse", StatusCode::UNAUTHORIZED),
+        ] {
+            let req = Request::get("/")
+                .header("host", "file.local")
+                .header("authorization", basic(user, given))
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+            assert_eq!(
+                send(proxy.http_port, req).await.status,
+                want,
+                "{user}: {given:?}"
+            );
+        }
+    }
+}
