@@ -1512,27 +1512,32 @@ async fn annotation_features_work_in_cluster_mode() {
     assert!(resp.backend().is_none(), "{}", resp.body);
 }
 
-// External auth, error pages and compression in cluster mode: the auth
-// service and the error Service are reached as configured, and a Service
-// without endpoints falls back to the default-backend Service.
+// External auth, error pages and compression in cluster mode. An auth-url
+// naming a cluster Service goes to that Service's endpoints through the
+// pools (no DNS needed), and endpoint changes of the auth and error
+// Services reach the live table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_error_pages_and_compression_work_in_cluster_mode() {
     let one = echo("one").await;
     let errors = echo("errors").await;
-    let auth = backend(|req: http::Request<hyper::body::Incoming>| async move {
-        let ok = req.headers().get("x-let-me-in").is_some();
-        let status = if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::UNAUTHORIZED
-        };
-        http::Response::builder()
-            .status(status)
-            .header("x-auth-request-user", "ada")
-            .body(full(""))
-            .unwrap()
-    })
-    .await;
+    let auth_server = |user: &'static str| {
+        backend(
+            move |req: http::Request<hyper::body::Incoming>| async move {
+                let ok = req.headers().get("x-let-me-in").is_some();
+                let status = if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                http::Response::builder()
+                    .status(status)
+                    .header("x-auth-request-user", user)
+                    .body(full(""))
+                    .unwrap()
+            },
+        )
+    };
+    let auth = auth_server("ada").await;
     let page = backend(|_req: http::Request<hyper::body::Incoming>| async move {
         http::Response::builder()
             .header("content-type", "text/html")
@@ -1542,7 +1547,6 @@ async fn auth_error_pages_and_compression_work_in_cluster_mode() {
     .await;
     let cluster = Cluster::start().await;
     let n = |name: &str| format!("nginx.ingress.kubernetes.io/{name}");
-    let auth_url = format!("http://{auth}/check");
     let on = |name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]| {
         annotated_ingress(name, host, annotations).replace("name: one", &format!("name: {svc}"))
     };
@@ -1550,13 +1554,17 @@ async fn auth_error_pages_and_compression_work_in_cluster_mode() {
         backend_objects("default", "one", &[one]),
         backend_objects("default", "errors", &[errors]),
         backend_objects("default", "page", &[page]),
+        backend_objects("default", "auth", &[auth]),
         service("default", "empty"),
         on(
             "guarded",
             "guarded.local",
             "one",
             &[
-                (&n("auth-url"), &auth_url),
+                (
+                    &n("auth-url"),
+                    "http://auth.default.svc.cluster.local/check",
+                ),
                 (&n("auth-response-headers"), "X-Auth-Request-User"),
             ],
         ),
@@ -1576,17 +1584,19 @@ async fn auth_error_pages_and_compression_work_in_cluster_mode() {
     let proxy = cluster.proxy(&[]).await;
     wait_ready(&proxy).await;
     let port = proxy.http_port;
+    let let_in = || {
+        Request::get("/")
+            .header("host", "guarded.local")
+            .header("x-let-me-in", "1")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
 
     assert_eq!(
         get(port, "guarded.local", "/").await.status,
         StatusCode::UNAUTHORIZED
     );
-    let req = Request::get("/")
-        .header("host", "guarded.local")
-        .header("x-let-me-in", "1")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = send(port, req).await;
+    let resp = send(port, let_in()).await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
     assert_eq!(
         resp.echoed("x-auth-request-user"),
@@ -1607,4 +1617,16 @@ async fn auth_error_pages_and_compression_work_in_cluster_mode() {
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(resp.headers["content-encoding"], "gzip");
     assert_eq!(resp.headers["vary"], "Accept-Encoding");
+
+    // The auth and error Services move to new endpoints: followed live.
+    let auth2 = auth_server("grace").await;
+    let errors2 = echo("errors2").await;
+    cluster.apply(&slice("default", "auth-0", "auth", auth2.port()));
+    cluster.apply(&slice("default", "errors-0", "errors", errors2.port()));
+    wait_until(LIVE, "the new auth and error endpoints", || async {
+        let auth_moved = send(port, let_in()).await.echoed("x-auth-request-user") == Some("grace");
+        let errors_moved = get(port, "fallback.local", "/").await.backend() == Some("errors2");
+        auth_moved && errors_moved
+    })
+    .await;
 }

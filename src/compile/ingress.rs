@@ -71,6 +71,20 @@ pub(super) fn add(
         },
         None => None,
     };
+    // An auth-url naming a cluster Service: its backend, so the subrequest
+    // goes through the pools (when it cannot be resolved, through DNS).
+    let auth_backend = annotations
+        .features
+        .as_ref()
+        .and_then(|f| f.ext_auth.as_ref())
+        .and_then(|auth| {
+            super::annotations::service_target(&auth.url, &key.namespace, backends.snapshot())
+        })
+        .and_then(|(service, port)| {
+            backends
+                .backend(key, &service, &PortRef::Number(i32::from(port)))
+                .ok()
+        });
     for notice in annotations.notices {
         problems.push(Problem::warning(KIND, key, notice));
     }
@@ -88,6 +102,7 @@ pub(super) fn add(
             https: https.clone(),
             features: features.clone(),
             error_backend: error_backend.clone(),
+            auth_backend: auth_backend.clone(),
         };
         if let Err(kept) = builder.set_default(route) {
             problems.push(Problem::warning(
@@ -118,6 +133,7 @@ pub(super) fn add(
             https: https.clone(),
             features: features.clone(),
             error_backend: error_backend.clone(),
+            auth_backend: auth_backend.clone(),
         };
         if let Err(kept) = builder.add(&rule.host, route) {
             let message = if kept == source {

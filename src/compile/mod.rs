@@ -26,7 +26,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use annotations::{
-    FORCE_SSL_REDIRECT, HSTS, NGINX, NamedObjects, RUSTSTROM, SSL_REDIRECT, named_objects,
+    FORCE_SSL_REDIRECT, HSTS, NGINX, NamedObjects, RUSTSTROM, SSL_REDIRECT, annotation_services,
+    named_objects,
 };
 pub use class::CONTROLLER_NAME;
 pub use incremental::{Compiler, Delta, Update};

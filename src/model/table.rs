@@ -23,6 +23,10 @@ pub struct Route {
     /// rather than in `features` so that endpoint updates swap it like the
     /// route's backend.
     pub error_backend: Option<Arc<Backend>>,
+    /// `auth-url` naming a cluster Service over plain HTTP: that Service's
+    /// port, so the subrequest goes through the same pools, balancing and
+    /// health as any backend (and endpoint updates swap it too).
+    pub auth_backend: Option<Arc<Backend>>,
 }
 
 /// The routes of one host, in precedence order (longest path first, `Exact`
@@ -98,6 +102,9 @@ impl HostRoutes {
             if let Some(backend) = route.error_backend.as_ref().and_then(&mut *replace) {
                 copy.get_or_insert_with(|| self.routes.to_vec())[i].error_backend = Some(backend);
             }
+            if let Some(backend) = route.auth_backend.as_ref().and_then(&mut *replace) {
+                copy.get_or_insert_with(|| self.routes.to_vec())[i].auth_backend = Some(backend);
+            }
         }
         copy.map(|routes| HostRoutes {
             routes: routes.into(),
@@ -116,7 +123,7 @@ fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
         Ok(i)
             if routes[i].backend.same_target(&route.backend)
                 && routes[i].features == route.features
-                && same_error_backend(&routes[i], &route) =>
+                && same_extra_backends(&routes[i], &route) =>
         {
             Ok(())
         }
@@ -129,18 +136,22 @@ fn insert(routes: &mut Vec<Route>, route: Route) -> Result<(), &Route> {
 }
 
 impl Route {
-    /// Its backend, then its error backend if it has one.
+    /// Its backend, then its error and auth backends if it has them.
     pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
-        std::iter::once(&self.backend).chain(self.error_backend.as_ref())
+        std::iter::once(&self.backend)
+            .chain(self.error_backend.as_ref())
+            .chain(self.auth_backend.as_ref())
     }
 }
 
-fn same_error_backend(a: &Route, b: &Route) -> bool {
-    match (&a.error_backend, &b.error_backend) {
+/// Whether two routes have the same error and auth backends.
+fn same_extra_backends(a: &Route, b: &Route) -> bool {
+    let same = |x: &Option<Arc<Backend>>, y: &Option<Arc<Backend>>| match (x, y) {
         (None, None) => true,
-        (Some(a), Some(b)) => a.same_target(b),
+        (Some(x), Some(y)) => x.same_target(y),
         _ => false,
-    }
+    };
+    same(&a.error_backend, &b.error_backend) && same(&a.auth_backend, &b.auth_backend)
 }
 
 // === impl RoutingTable ===
@@ -268,6 +279,9 @@ impl RoutingTable {
             }
             if let Some(backend) = route.error_backend.as_ref().and_then(&mut replace) {
                 route.error_backend = Some(backend);
+            }
+            if let Some(backend) = route.auth_backend.as_ref().and_then(&mut replace) {
+                route.auth_backend = Some(backend);
             }
         }
         RoutingTable {
@@ -489,6 +503,7 @@ mod tests {
             https: Arc::default(),
             features: None,
             error_backend: None,
+            auth_backend: None,
         }
     }
 
@@ -541,9 +556,10 @@ mod tests {
     }
 
     #[test]
-    fn swapped_backends_reach_error_backends_too() {
+    fn swapped_backends_reach_error_and_auth_backends_too() {
         let with_errors = |id: &str| Route {
             error_backend: Some(Arc::new(Backend::new("errors".into(), vec![], vec![]))),
+            auth_backend: Some(Arc::new(Backend::new("auth".into(), vec![], vec![]))),
             ..route(PathMatch::prefix("/"), id, "i")
         };
         let t = table(
@@ -556,11 +572,18 @@ mod tests {
             "the error backend is among the table's backends"
         );
         let fresh = Arc::new(Backend::new("errors".into(), vec![], vec![]));
-        let swapped = t.with_backends(2, |b| (b.id == "errors").then(|| fresh.clone()));
+        let fresh_auth = Arc::new(Backend::new("auth".into(), vec![], vec![]));
+        let swapped = t.with_backends(2, |b| match b.id.as_str() {
+            "errors" => Some(fresh.clone()),
+            "auth" => Some(fresh_auth.clone()),
+            _ => None,
+        });
         for host in ["a.com", "other"] {
             let route = swapped.lookup(host, "/").unwrap();
             let error_backend = route.error_backend.as_ref().unwrap();
             assert!(Arc::ptr_eq(error_backend, &fresh), "{host}");
+            let auth_backend = route.auth_backend.as_ref().unwrap();
+            assert!(Arc::ptr_eq(auth_backend, &fresh_auth), "{host}");
         }
     }
 

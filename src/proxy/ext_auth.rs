@@ -8,15 +8,18 @@
 //! answer, or no answer within [`AUTH_TIMEOUT`] answers 500. Never open.
 //!
 //! Where the subrequest goes, by the expanded URL's host:
+//! - a cluster Service (`http://svc.ns.svc.cluster.local/...`, `svc.ns`,
+//!   ...; the compile step resolves it into the route's `auth_backend`):
+//!   to its endpoints, through the upstream pools, balancing and health;
 //! - a host this routing table serves (the common `https://$host/oauth2/auth`
 //!   with oauth2-proxy behind the same ingress): straight to the backend of
 //!   the route that URL matches, through the upstream pools, balancing and
 //!   health of that backend, in plain HTTP as every backend request;
-//! - any other host (a cluster Service name, resolved by the cluster's DNS,
-//!   or an outside service): hyper's pooled client, http or https (rustls,
+//! - any other host (a name the cluster's DNS resolves, or an outside
+//!   service): hyper's pooled client, http or https (rustls,
 //!   the system's roots), bounded by the same timeout.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,7 +35,7 @@ use hyper_util::rt::TokioExecutor;
 use super::headers::{self, ConnInfo};
 use super::upstream::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT};
 use super::{Proxy, ProxyError, attempt, redirect, source_range};
-use crate::model::{AuthCache, Context, ExtAuth, HostMatch, Vars, normalize_host};
+use crate::model::{AuthCache, Backend, Context, ExtAuth, HostMatch, Vars, normalize_host};
 
 /// The longest a subrequest may take, connect included (5 s to connect, as
 /// the backends, and 5 s more for the answer); `--request-timeout` when
@@ -163,6 +166,7 @@ impl Granted {
 pub async fn check<B>(
     proxy: &Proxy,
     auth: &ExtAuth,
+    backend: Option<&Arc<Backend>>,
     conn: &ConnInfo,
     req: &Request<B>,
     host: Option<&HeaderValue>,
@@ -199,7 +203,7 @@ pub async fn check<B>(
             }
         }
         None => {
-            let answer = ask(proxy, auth, &vars).await;
+            let answer = ask(proxy, auth, backend, &vars).await;
             let result = match &answer {
                 Ok(a) if a.status.is_success() => "allowed",
                 Ok(a) if a.status == StatusCode::UNAUTHORIZED => "unauthorized",
@@ -329,7 +333,12 @@ fn kept_headers(auth: &ExtAuth, headers: &HeaderMap) -> HeaderMap {
 }
 
 /// Sends the subrequest and reads its answer, within the time allowed.
-async fn ask(proxy: &Proxy, auth: &ExtAuth, vars: &Vars<'_>) -> Result<Answer, ProxyError> {
+async fn ask(
+    proxy: &Proxy,
+    auth: &ExtAuth,
+    backend: Option<&Arc<Backend>>,
+    vars: &Vars<'_>,
+) -> Result<Answer, ProxyError> {
     let target: Uri = auth
         .url
         .expand(vars, Context::Url)
@@ -338,7 +347,11 @@ async fn ask(proxy: &Proxy, auth: &ExtAuth, vars: &Vars<'_>) -> Result<Answer, P
     let auth_host = target.host().unwrap_or("").to_ascii_lowercase();
     let headers = subrequest_headers(auth, vars, &auth_host)?;
     let limit = proxy.request_timeout.min(AUTH_TIMEOUT);
-    let sent = tokio::time::timeout(limit, send(proxy, auth, target, &auth_host, headers)).await;
+    let sent = tokio::time::timeout(
+        limit,
+        send(proxy, auth, backend, target, &auth_host, headers),
+    )
+    .await;
     match sent {
         Ok(result) => result,
         Err(_) => Err(ProxyError::AuthFailed(format!(
@@ -411,23 +424,25 @@ fn subrequest_headers(
     Ok(h)
 }
 
-/// Sends to the routing table's backend for the URL's host, or out.
+/// Sends to the auth Service's backend (`service`), else to the routing
+/// table's backend for the URL's host, else out.
 async fn send(
     proxy: &Proxy,
     auth: &ExtAuth,
+    service: Option<&Arc<Backend>>,
     target: Uri,
     auth_host: &str,
     headers: HeaderMap,
 ) -> Result<Answer, ProxyError> {
     let path = target.path().to_string();
-    let backend = {
+    let backend = service.cloned().or_else(|| {
         let table = proxy.table.load();
         table
             .host_routes(&HostMatch::Exact(auth_host.to_string()))
             .iter()
             .find(|r| r.path.matches(&path))
             .map(|r| r.backend.clone())
-    };
+    });
     let fail = |why: String| ProxyError::AuthFailed(format!("auth service at {auth_host}: {why}"));
     let Some(backend) = backend else {
         let client = proxy

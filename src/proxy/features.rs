@@ -45,6 +45,8 @@
 //! A route without annotations carries no features: the handler tests one
 //! `Option` and goes on.
 
+use std::sync::Arc;
+
 use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response};
 
@@ -55,7 +57,7 @@ use super::headers::ConnInfo;
 use super::redirect::HttpsSettings;
 use super::upload::ClientFault;
 use super::{Proxy, basic_auth, rate_limit, route_redirect, source_range};
-use crate::model::{RouteFeatures, Slot};
+use crate::model::{Backend, RouteFeatures, Slot};
 
 /// Step 1: the redirect the route answers with instead of its backend.
 pub fn redirect(
@@ -93,12 +95,14 @@ pub fn admit(
     Ok(slot)
 }
 
-/// Step 6: the route's users, when it has some, then its auth service.
+/// Step 6: the route's users, when it has some, then its auth service
+/// (`auth_backend` when the `auth-url` names a cluster Service).
 /// `Some` is what a passed external check adds to the request (step 7)
 /// and the answer (step 8).
 pub async fn authenticate<B>(
     proxy: &Proxy,
     features: &RouteFeatures,
+    auth_backend: Option<&Arc<Backend>>,
     conn: &ConnInfo,
     req: &Request<B>,
     host: Option<&HeaderValue>,
@@ -109,7 +113,7 @@ pub async fn authenticate<B>(
         return Err(ProxyError::Unauthorized(auth.challenge.clone()));
     }
     match &features.ext_auth {
-        Some(auth) => ext_auth::check(proxy, auth, conn, req, host)
+        Some(auth) => ext_auth::check(proxy, auth, auth_backend, conn, req, host)
             .await
             .map(Some),
         None => Ok(None),

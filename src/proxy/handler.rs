@@ -113,7 +113,7 @@ async fn forward(
         proxy.limits.encoded_slashes,
         proxy.limits.max_request_header_size,
     )?;
-    let (backend, features, slot, intercept) = {
+    let (backend, features, slot, intercept, auth_backend) = {
         let table = proxy.table.load();
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_name = normalize_host(host_name);
@@ -174,10 +174,20 @@ async fn forward(
                 (route.backend.clone(), intercept)
             }
         };
-        (backend, route.features.clone(), slot, intercept)
+        let auth_backend = route.auth_backend.clone();
+        (
+            backend,
+            route.features.clone(),
+            slot,
+            intercept,
+            auth_backend,
+        )
     };
     let granted = match features.as_deref() {
-        Some(f) => features::authenticate(proxy, f, conn, &req, host.as_ref()).await?,
+        Some(f) => {
+            features::authenticate(proxy, f, auth_backend.as_ref(), conn, &req, host.as_ref())
+                .await?
+        }
         None => None,
     };
 

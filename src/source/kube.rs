@@ -667,6 +667,9 @@ pub fn routed_services(snapshot: &Snapshot, served: &[ObjectKey]) -> HashSet<Obj
                 out.insert(ObjectKey::new(key.namespace.clone(), service.name.clone()));
             }
         }
+        if let Some(ingress) = snapshot.ingresses.get(key) {
+            out.extend(crate::compile::annotation_services(ingress, snapshot));
+        }
     }
     out
 }

@@ -12,7 +12,7 @@ use http::{HeaderName, Method, Uri};
 
 use super::{Reader, Side, owned_by_the_proxy, parse_bool, same_namespace};
 use crate::model::{AuthCache, CachePolicy, Context, ExtAuth, Template, Var, Vars};
-use crate::source::Snapshot;
+use crate::source::{ObjectKey, Snapshot};
 
 /// The names that only tune what `auth-url` does.
 const FAMILY: [&str; 9] = [
@@ -150,7 +150,7 @@ fn url_chars(text: &str) -> bool {
 
 /// An http or https URL, with variables: the scheme is fixed text, and the
 /// URL parses (with a sample request) with a host and without user info.
-fn url_template(value: &str) -> Result<Template, String> {
+pub(super) fn url_template(value: &str) -> Result<Template, String> {
     const WANT: &str =
         "is not an http or https URL (letters, digits, -._~:/?[]@!&()*+,;=% and nginx variables)";
     let value = value.trim();
@@ -346,6 +346,42 @@ fn nginx_time(text: &str) -> Option<Duration> {
         total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
     }
     (!total.is_zero()).then_some(total)
+}
+
+/// The cluster Service an `auth-url` names, when it names one: a plain
+/// `http://` URL whose fixed host is `svc.ns.svc.cluster.local`,
+/// `svc.ns.svc`, `svc.ns`, or `svc` (the Ingress's namespace, as a pod's
+/// DNS search path reads it), naming a Service of the snapshot with a port
+/// of the URL's number (80 by default). Its subrequests then go to that
+/// Service's endpoints through the upstream pools; any other URL is asked
+/// through DNS. `https://` URLs always are (backends are spoken to in plain
+/// HTTP).
+pub(in crate::compile) fn service_target(
+    url: &Template,
+    namespace: &str,
+    snapshot: &Snapshot,
+) -> Option<(ObjectKey, u16)> {
+    let rest = url.prefix().strip_prefix("http://")?;
+    // The whole authority must be fixed text: it ends where the path or
+    // the query starts, before any variable.
+    let end = rest.find(['/', '?'])?;
+    let authority: http::uri::Authority = rest[..end].parse().ok()?;
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host().to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    let (service, ns) = match labels.as_slice() {
+        [svc] => (*svc, namespace),
+        [svc, ns] | [svc, ns, "svc"] | [svc, ns, "svc", "cluster", "local"] => (*svc, *ns),
+        _ => return None,
+    };
+    let key = ObjectKey::new(ns, service);
+    let spec = snapshot.services.get(&key)?.spec.as_ref()?;
+    let has_port = spec
+        .ports
+        .iter()
+        .flatten()
+        .any(|p| p.port == i32::from(port));
+    has_port.then_some((key, port))
 }
 
 #[cfg(test)]

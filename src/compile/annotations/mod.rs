@@ -31,6 +31,8 @@ use crate::model::{
 };
 use crate::source::{ObjectKey, Snapshot};
 
+pub(super) use ext_auth::service_target;
+
 pub const RUSTSTROM: &str = "ruststrom.io/";
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
 
@@ -181,6 +183,30 @@ pub fn named_objects(ingress: &Ingress) -> NamedObjects {
     named.config_maps.extend(key("custom-headers"));
     named.config_maps.extend(key("auth-proxy-set-headers"));
     named
+}
+
+/// The Services an Ingress's annotations send requests to besides its
+/// rules' (`default-backend`; an `auth-url` naming a cluster Service):
+/// changes to their endpoints matter to the table as much as the rules'.
+pub fn annotation_services(ingress: &Ingress, snapshot: &Snapshot) -> Vec<ObjectKey> {
+    let mut out = Vec::new();
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return out;
+    };
+    let namespace = ObjectKey::of(&ingress.metadata).namespace;
+    let read = Reader { annotations };
+    if let Some((_, name)) = read.get("default-backend")
+        && let Ok(key) = same_namespace(name, &namespace)
+    {
+        out.push(key);
+    }
+    if let Some((_, url)) = read.get("auth-url")
+        && let Ok(template) = ext_auth::url_template(url)
+        && let Some((key, _)) = service_target(&template, &namespace, snapshot)
+    {
+        out.push(key);
+    }
+    out
 }
 
 /// The key of an object an annotation names as `name` or `namespace/name`,

@@ -623,3 +623,52 @@ fn limits_and_cors_are_typed() {
     let p = parsed(&[("nginx.ingress.kubernetes.io/limit-rps", "0")]).unwrap();
     assert!(p.features.is_none());
 }
+
+#[test]
+fn an_auth_url_names_a_cluster_service_by_its_dns_names() {
+    use k8s_openapi::api::core::v1::Service;
+    let service = |ns: &str, name: &str, port: i32| -> Arc<Service> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"ports": [{"port": port}]}
+            }))
+            .unwrap(),
+        )
+    };
+    let mut snapshot = Snapshot::default();
+    snapshot.services.insert(
+        ObjectKey::new("auth", "oauth2-proxy"),
+        service("auth", "oauth2-proxy", 4180),
+    );
+    snapshot.services.insert(
+        ObjectKey::new("shop", "authz"),
+        service("shop", "authz", 80),
+    );
+    let target = |url: &str| {
+        let template = ext_auth::url_template(url).unwrap();
+        service_target(&template, "shop", &snapshot)
+    };
+    let proxy = Some((ObjectKey::new("auth", "oauth2-proxy"), 4180));
+    let authz = Some((ObjectKey::new("shop", "authz"), 80));
+    for url in [
+        "http://oauth2-proxy.auth.svc.cluster.local:4180/oauth2/auth",
+        "http://oauth2-proxy.auth.svc:4180/oauth2/auth",
+        "http://OAuth2-Proxy.auth:4180/oauth2/auth?rd=$escaped_request_uri",
+    ] {
+        assert_eq!(target(url), proxy, "{url}");
+    }
+    assert_eq!(target("http://authz/check"), authz);
+    assert_eq!(target("http://authz.shop.svc.cluster.local/check"), authz);
+    for url in [
+        // Not a port of the Service, not plain HTTP, a host with variables,
+        // not a Service, not a cluster name.
+        "http://oauth2-proxy.auth.svc.cluster.local/oauth2/auth",
+        "https://oauth2-proxy.auth.svc:4180/oauth2/auth",
+        "http://$host/oauth2/auth",
+        "http://nothing.auth/check",
+        "http://auth.example.com/check",
+    ] {
+        assert_eq!(target(url), None, "{url}");
+    }
+}
