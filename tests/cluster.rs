@@ -1472,6 +1472,17 @@ async fn annotation_features_work_in_cluster_mode() {
                 (&n("cors-allow-origin"), "https://app.example.com"),
             ],
         ),
+        annotated_ingress(
+            "closed",
+            "closed.local",
+            &[(&n("whitelist-source-range"), "192.0.2.0/24")],
+        ),
+        annotated_ingress("small", "small.local", &[(&n("proxy-body-size"), "1k")]),
+        annotated_ingress(
+            "moved",
+            "moved.local",
+            &[(&n("permanent-redirect"), "https://new.example.com/")],
+        ),
         web_ingress("app.local", "one"),
     ]));
     let proxy = cluster.proxy(&[]).await;
@@ -1510,6 +1521,23 @@ async fn annotation_features_work_in_cluster_mode() {
         "https://app.example.com"
     );
     assert!(resp.backend().is_none(), "{}", resp.body);
+
+    // Source ranges, the body limit and a redirect.
+    assert_eq!(
+        get(port, "closed.local", "/").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let req = Request::post("/")
+        .header("host", "small.local")
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+            b'x';
+            2048
+        ])))
+        .unwrap();
+    assert_eq!(send(port, req).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = get(port, "moved.local", "/").await;
+    assert_eq!(resp.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(resp.headers["location"], "https://new.example.com/");
 }
 
 // External auth, error pages and compression in cluster mode. An auth-url
@@ -1538,6 +1566,13 @@ async fn auth_error_pages_and_compression_work_in_cluster_mode() {
         )
     };
     let auth = auth_server("ada").await;
+    let teapot = backend(|_req: http::Request<hyper::body::Incoming>| async move {
+        http::Response::builder()
+            .status(418)
+            .body(full("the teapot's own page"))
+            .unwrap()
+    })
+    .await;
     let page = backend(|_req: http::Request<hyper::body::Incoming>| async move {
         http::Response::builder()
             .header("content-type", "text/html")
@@ -1555,6 +1590,7 @@ async fn auth_error_pages_and_compression_work_in_cluster_mode() {
         backend_objects("default", "errors", &[errors]),
         backend_objects("default", "page", &[page]),
         backend_objects("default", "auth", &[auth]),
+        backend_objects("default", "teapot", &[teapot]),
         service("default", "empty"),
         on(
             "guarded",
@@ -1573,6 +1609,15 @@ async fn auth_error_pages_and_compression_work_in_cluster_mode() {
             "fallback.local",
             "empty",
             &[(&n("default-backend"), "errors")],
+        ),
+        on(
+            "pages",
+            "pages.local",
+            "teapot",
+            &[
+                (&n("default-backend"), "errors"),
+                (&n("custom-http-errors"), "418"),
+            ],
         ),
         on(
             "zipped",
@@ -1607,6 +1652,11 @@ async fn auth_error_pages_and_compression_work_in_cluster_mode() {
 
     let resp = get(port, "fallback.local", "/").await;
     assert_eq!(resp.backend(), Some("errors"), "{}", resp.body);
+    // A listed status: the error Service answers, told the code.
+    let resp = get(port, "pages.local", "/x").await;
+    assert_eq!(resp.backend(), Some("errors"), "{}", resp.body);
+    assert_eq!(resp.echoed("x-code"), Some("418"), "{}", resp.body);
+    assert_eq!(resp.echoed("x-original-uri"), Some("/x"), "{}", resp.body);
 
     let req = Request::get("/")
         .header("host", "zipped.local")
