@@ -6,8 +6,10 @@
 //! status, an API server restart with expired history (a relist dropping
 //! what was deleted meanwhile), a slow API server, `--secret-label-selector`,
 //! leader election between two replicas (a leader cut off from its Lease
-//! stops writing; a Lease given up on SIGTERM is taken at once), and RBAC
-//! coverage of every call.
+//! stops writing; a Lease given up on SIGTERM is taken at once), RBAC
+//! coverage of every call, and the request-path annotations (the Secrets
+//! and ConfigMaps they name watched by name; auth, limits, CORS, error
+//! pages, compression) as in standalone mode.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod support;
