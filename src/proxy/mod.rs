@@ -21,11 +21,13 @@ pub mod conn;
 pub mod cookie;
 pub mod error;
 pub mod features;
+pub mod feed;
 pub mod handler;
 pub mod headers;
 pub mod limits;
 pub mod listener;
 pub mod normalize;
+pub mod records;
 pub mod redirect;
 pub mod route_redirect;
 pub mod source_range;
@@ -65,6 +67,7 @@ pub struct Proxy {
     pub limits: limits::Limits,
     /// `--max-connections`, shared by the HTTP and HTTPS listeners.
     pub connections: listener::ConnectionLimit,
-    /// `--access-log`; `None` when off.
-    pub access_log: Option<access_log::AccessLog>,
+    /// Who wants each request's record: the access log, the dashboard's
+    /// live feed.
+    pub records: Arc<records::Records>,
 }
