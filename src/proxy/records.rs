@@ -72,3 +72,48 @@ impl Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> http::Request<()> {
+        http::Request::get("/x").body(()).unwrap()
+    }
+
+    #[test]
+    fn nothing_is_built_when_nobody_wants_it() {
+        let feed = Feed::new();
+        let records = Arc::new(Records {
+            log: None,
+            feed: Some(feed.clone()),
+        });
+        let asked = std::cell::Cell::new(false);
+        let client = || {
+            asked.set(true);
+            IpAddr::from([127, 0, 0, 1])
+        };
+        assert!(
+            records
+                .begin(&request(), client, None, Instant::now())
+                .is_none()
+        );
+        assert!(!asked.get(), "the client address is not even worked out");
+        assert!(!records.wanted());
+
+        let mut watch = feed.watch().unwrap();
+        assert!(records.wanted());
+        let pending = records
+            .begin(
+                &request(),
+                || IpAddr::from([127, 0, 0, 1]),
+                None,
+                Instant::now(),
+            )
+            .expect("a watcher wants the record");
+        pending.finish(12);
+        let record = watch.rx.try_recv().unwrap();
+        assert_eq!(record.path, "/x");
+        assert_eq!(record.bytes_out, 12);
+    }
+}
