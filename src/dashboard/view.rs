@@ -73,7 +73,9 @@ pub fn summary(
 
 /// `/api/stats`: the ring and the status codes.
 pub fn stats(history: &History, metrics: &Metrics) -> Value {
-    let codes = metrics.status_counts();
+    // Codes registered at start but never answered are left out.
+    let mut codes = metrics.status_counts();
+    codes.retain(|_, n| *n > 0);
     let mut classes: BTreeMap<String, u64> = BTreeMap::new();
     for (code, n) in &codes {
         *classes.entry(format!("{}xx", code / 100)).or_default() += n;

@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::Instant;
 
+pub mod browser;
 pub mod tls;
 
 /// Upper bound for anything a test waits for: a hang fails, it never blocks.

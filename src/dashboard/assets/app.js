@@ -55,7 +55,9 @@ function lineChart(node, series) {
   const all = series.flat().filter((v) => v != null);
   const max = Math.max(1e-9, ...all);
   series.forEach((values, i) => {
-    if (values.length < 2) return;
+    if (values.length === 0) return;
+    // One point (the first 10 s) is drawn as a level line.
+    if (values.length === 1) values = [values[0], values[0]];
     const step = 300 / (values.length - 1);
     const pts = values.map((v, j) => (j * step).toFixed(1) + "," + (78 - 76 * ((v ?? 0) / max)).toFixed(1));
     node.append(svg("polyline", { points: pts.join(" "), class: "l" + i }));
@@ -77,7 +79,7 @@ function statusChart(codes) {
     const t = svg("text", { x: 10, y: 18 }); t.textContent = "no requests yet"; node.append(t);
     return;
   }
-  const max = Math.max(...entries.map(([, n]) => n));
+  const max = Math.max(1, ...entries.map(([, n]) => n));
   const width = node.clientWidth || 600;
   entries.forEach(([code, n], i) => {
     const y = 4 + i * rowH;
