@@ -648,6 +648,47 @@ mod tests {
     }
 
     #[test]
+    fn dashboard_settings_from_flags_and_file() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.dashboard_addr, Some("127.0.0.1:3000".parse().unwrap()));
+        assert!(s.dashboard_token.is_none());
+        // A free HTTP port asked for: a free dashboard port too.
+        let s = settings(&["--http-addr", "127.0.0.1:0"]).unwrap();
+        assert_eq!(s.dashboard_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(
+            settings(&["--dashboard", "false"]).unwrap().dashboard_addr,
+            None
+        );
+
+        // Beyond loopback only with a token, which never shows in Debug.
+        let err = settings(&["--dashboard-addr", "0.0.0.0:3000"]).unwrap_err();
+        assert!(err.to_string().contains("dashboard-token"), "{err}");
+        let s = settings(&[
+            "--dashboard-addr",
+            "0.0.0.0:3000",
+            "--dashboard-token",
+            "t0k3n",
+        ])
+        .unwrap();
+        assert_eq!(s.dashboard_token.as_ref().unwrap().0, "t0k3n");
+        assert!(!format!("{s:?}").contains("t0k3n"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "dashboard-addr = \"0.0.0.0:3100\"\ndashboard-token = \"from-file\"\n",
+        )
+        .unwrap();
+        let s = settings(&["-c", file.to_str().unwrap()]).unwrap();
+        assert_eq!(s.dashboard_addr, Some("0.0.0.0:3100".parse().unwrap()));
+        assert_eq!(s.dashboard_token.unwrap().0, "from-file");
+        std::fs::write(&file, "dashboard = false\n").unwrap();
+        let s = settings(&["-c", file.to_str().unwrap()]).unwrap();
+        assert_eq!(s.dashboard_addr, None);
+    }
+
+    #[test]
     fn tls_settings_from_flags_and_file() {
         let s = settings(&["--http-addr", "127.0.0.1:0"]).unwrap();
         assert_eq!(

@@ -89,6 +89,24 @@ async fn the_dashboard_shows_live_traffic_and_its_actions_work() {
         "document.getElementById('feed-state').textContent === 'live'",
     )
     .await;
+    // What the first load cost: the page and its files, then the API.
+    let sizes = page
+        .eval(
+            "(() => { const nav = performance.getEntriesByType('navigation')[0]; \
+             const res = performance.getEntriesByType('resource'); \
+             const files = res.filter(r => !r.name.includes('/api/')); \
+             const api = res.filter(r => r.name.includes('/api/') && !r.name.includes('/api/feed')); \
+             const sum = (l) => l.reduce((s, r) => s + r.transferSize, 0); \
+             return {page: nav.transferSize + sum(files), files: files.length, api: sum(api)}; })()",
+        )
+        .await;
+    eprintln!("first load: {sizes}");
+    let page_bytes = sizes["page"].as_u64().unwrap();
+    assert_eq!(
+        sizes["files"], 2,
+        "the page loads its script and style sheet only"
+    );
+    assert!(page_bytes > 10_000 && page_bytes < 32 * 1024, "{sizes}");
 
     // The feed shows the requests a plain client sends.
     for i in 0..6 {
