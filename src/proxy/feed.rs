@@ -103,7 +103,7 @@ impl Feed {
                 .store(last.div_ceil(RATE).max(1), Ordering::Relaxed);
         }
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
-        n % self.every.load(Ordering::Relaxed).max(1) == 0
+        n.is_multiple_of(self.every.load(Ordering::Relaxed).max(1))
     }
 
     /// One request in this many is sent to watchers now (1: every one).
