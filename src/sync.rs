@@ -33,6 +33,9 @@ const MAX_WINDOW: Duration = Duration::from_secs(1);
 /// expired one must fall back even though no object changed).
 const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(5);
 
+/// How long the dashboard's reload waits for every watch to list again.
+const RELIST_WAIT: Duration = Duration::from_secs(20);
+
 /// Why the loop stopped: the caches were dropped, or a compile panicked
 /// (a bug; the last table keeps serving but live updates stop).
 #[derive(Debug, thiserror::Error)]
@@ -78,16 +81,26 @@ pub async fn run(
         let since = tokio::select! {
             since = changes.wait() => since,
             Some(asked) = reloads.recv() => {
-                // The dashboard's reload: every cache read again and
-                // compiled, whatever changed.
+                // The dashboard's reload: everything listed again from the
+                // API server, then compiled whatever changed.
                 let noticed = Instant::now();
+                let relisted = changes.relist(RELIST_WAIT).await;
+                // The relists' own batch is this compile.
+                let _ = changes.take();
                 state = state.compile(noticed, None, &served).await?;
+                let mut errors = Vec::new();
+                if !relisted {
+                    errors.push(format!(
+                        "not every watch listed again within {RELIST_WAIT:?}; \
+                         compiled what the caches hold"
+                    ));
+                }
                 let _ = asked.done.send(reload::Outcome {
                     source: "cluster",
                     generation: state.last.generation,
                     routes: state.last.routes,
                     rejected: state.last.rejected,
-                    errors: Vec::new(),
+                    errors,
                     took_ms: noticed.elapsed().as_secs_f64() * 1e3,
                 });
                 continue;

@@ -28,8 +28,9 @@
 //!   ([`live`]); `?host=`, `?status=5xx`, `?backend=` filter it.
 //! - `GET /api/export?format=json|csv`: stats and routing table as a file
 //!   ([`export`]).
-//! - `POST /api/reload` (CSRF header): re-reads the sources and compiles
-//!   ([`reload`]); answers what came of it.
+//! - `POST /api/reload` (CSRF header): re-reads the manifests folder, or
+//!   relists everything from the API server, and compiles ([`reload`]);
+//!   answers what came of it.
 //!
 //! Nothing here runs on the request path: the history reads the Prometheus
 //! families every 5 s, the views read the live table when asked, and the
