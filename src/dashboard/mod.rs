@@ -56,10 +56,11 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -75,6 +76,12 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The login form's body is a token: this is plenty.
 const MAX_FORM: usize = 4 * 1024;
+/// Connections served at once; more wait in the kernel's backlog. A page
+/// uses a handful (its API calls and one feed).
+const MAX_CONNECTIONS: usize = 64;
+/// A request head must arrive within this (an idle keep-alive connection
+/// is closed after it too).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A reload that has not answered by then is reported as still running.
 const RELOAD_WAIT: Duration = Duration::from_secs(30);
 
@@ -108,8 +115,21 @@ pub fn spawn_history(dashboard: Arc<Dashboard>) -> JoinHandle<()> {
 
 /// Serves the dashboard until shutdown.
 pub async fn serve(listener: TcpListener, dashboard: Arc<Dashboard>, mut shutdown: Shutdown) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+            () = shutdown.wait() => return,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -131,6 +151,7 @@ pub async fn serve(listener: TcpListener, dashboard: Arc<Dashboard>, mut shutdow
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(slot);
         });
     }
 }
