@@ -57,12 +57,24 @@ async fn manifests(dir: &Path) -> Vec<String> {
     parts
 }
 
-/// How many rows of the feed show `path`.
+/// How many rows of the feed show `path` (rows hidden by a filter not
+/// counted).
 fn rows_with(path: &str) -> String {
     format!(
-        "[...document.querySelectorAll('#feed tr')].filter(r => r.dataset.path === {}).length",
+        "[...document.querySelectorAll('#feed tr')].filter(r => !r.hidden && r.dataset.path === {}).length",
         json!(path)
     )
+}
+
+/// Sets a feed filter as a user would.
+async fn filter(page: &Page<'_>, id: &str, value: &str) {
+    page.eval(&format!(
+        "(() => {{ const e = document.getElementById({id}); e.value = {value}; \
+         e.dispatchEvent(new Event(e.tagName === 'SELECT' ? 'change' : 'input')); }})()",
+        id = json!(id),
+        value = json!(value)
+    ))
+    .await;
 }
 
 async fn count(page: &Page<'_>, expression: &str) -> u64 {
@@ -134,9 +146,11 @@ async fn the_dashboard_shows_live_traffic_and_its_actions_work() {
     assert_eq!(row[5], "503", "{row}");
     assert_eq!(row[8], "shop/fail:80", "{row}");
 
-    // The status filter hides what it does not match as it arrives.
-    page.eval("document.getElementById('filter-status').value = '5'")
-        .await;
+    // The filters: status class, host, backend; they apply to what arrives
+    // and to what is already shown.
+    filter(&page, "filter-status", "5").await;
+    assert_eq!(count(&page, &rows_with("/shop/3")).await, 0);
+    assert_eq!(count(&page, &rows_with("/down")).await, 2);
     proxy.get("web.local", "/filtered-out").await;
     proxy.get("fail.local", "/filtered-in").await;
     page.wait(
@@ -145,8 +159,21 @@ async fn the_dashboard_shows_live_traffic_and_its_actions_work() {
     )
     .await;
     assert_eq!(count(&page, &rows_with("/filtered-out")).await, 0);
-    page.eval("document.getElementById('filter-status').value = ''")
-        .await;
+    filter(&page, "filter-status", "").await;
+    assert_eq!(count(&page, &rows_with("/filtered-out")).await, 1);
+    filter(&page, "filter-host", "WEB.lo").await;
+    assert_eq!(count(&page, &rows_with("/down")).await, 0);
+    assert_eq!(count(&page, &rows_with("/shop/3")).await, 1);
+    filter(&page, "filter-host", "").await;
+    page.wait(
+        "the backend filter's choices",
+        "[...document.getElementById('filter-backend').options].some(o => o.value === 'shop/fail:80')",
+    )
+    .await;
+    filter(&page, "filter-backend", "shop/fail:80").await;
+    assert_eq!(count(&page, &rows_with("/shop/3")).await, 0);
+    assert_eq!(count(&page, &rows_with("/down")).await, 2);
+    filter(&page, "filter-backend", "").await;
 
     // Pause: the page leaves the feed, and new requests do not appear.
     page.click("#pause").await;

@@ -167,6 +167,17 @@ impl Browser {
     /// Sends a command (to a page's session, or to the browser) and waits
     /// for its answer; a protocol error fails the test.
     pub async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let answer = self.call_raw(session, method, params).await;
+        assert!(
+            answer.get("error").is_none(),
+            "{method} failed: {}",
+            answer["error"]
+        );
+        answer["result"].clone()
+    }
+
+    /// [`Browser::call`], answering protocol errors instead of failing.
+    async fn call_raw(&self, session: Option<&str>, method: &str, params: Value) -> Value {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut message = json!({"id": id, "method": method, "params": params});
         if let Some(session) = session {
@@ -181,12 +192,7 @@ impl Browser {
             .await
             .unwrap_or_else(|_| panic!("no answer to {method}"))
             .expect("DevTools connection open");
-        assert!(
-            answer.get("error").is_none(),
-            "{method} failed: {}",
-            answer["error"]
-        );
-        answer["result"].clone()
+        answer
     }
 
     /// A new page, with the events the test reads enabled.
@@ -303,10 +309,23 @@ impl Page<'_> {
     }
 
     /// Polls `expression` until it is `true`; fails naming `what` after 10 s.
+    /// While a page loads, its elements may not exist yet and the context
+    /// may change under the call: both only mean "not yet".
     pub async fn wait(&self, what: &str, expression: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let guarded = format!(
+            "(() => {{ try {{ return ({expression}); }} catch (e) {{ return false; }} }})()"
+        );
         loop {
-            if self.eval(expression).await == json!(true) {
+            let got = self
+                .browser
+                .call_raw(
+                    Some(&self.session),
+                    "Runtime.evaluate",
+                    json!({"expression": guarded, "returnByValue": true, "awaitPromise": true}),
+                )
+                .await;
+            if got["result"]["result"]["value"] == json!(true) {
                 return;
             }
             if tokio::time::Instant::now() > deadline {

@@ -168,14 +168,22 @@ function feedFilter(r) {
     (!status || String(r.status)[0] === status) &&
     (!backend || r.backend === backend);
 }
+// Rows that do not match the filters are kept hidden, so changing a filter
+// shows what already arrived.
+function refilter() {
+  for (const row of $("feed").rows) {
+    const d = row.dataset;
+    row.hidden = !feedFilter({ host: d.host, status: d.status, backend: d.backend });
+  }
+}
 function addRecord(r) {
-  if (!feedFilter(r)) return;
-  const row = el("tr", { "data-status": r.status, "data-host": r.host ?? "", "data-path": r.path },
+  const row = el("tr", { "data-status": r.status, "data-host": r.host ?? "", "data-path": r.path, "data-backend": r.backend ?? "" },
     el("td", {}, (r.time || "").slice(11, 23)), el("td", {}, r.client), el("td", {}, r.method),
     el("td", {}, r.host ?? "–"), el("td", { title: r.path }, r.path),
     el("td", { class: "s" + String(r.status)[0] }, r.status),
     el("td", { class: "num" }, fmt(r.duration_ms, 2)), el("td", { class: "num" }, r.bytes_out),
     el("td", {}, r.backend ?? "–"), el("td", {}, r.upstream ?? "–"));
+  row.hidden = !feedFilter(r);
   const body = $("feed");
   body.prepend(row);
   while (body.rows.length > FEED_ROWS) body.lastElementChild.remove();
@@ -240,6 +248,9 @@ function every(ms, f) {
 $("pause").addEventListener("click", () => setPaused(!paused));
 $("reload").addEventListener("click", reload);
 $("route-search").addEventListener("input", showRoutes);
+$("filter-host").addEventListener("input", refilter);
+$("filter-status").addEventListener("change", refilter);
+$("filter-backend").addEventListener("change", refilter);
 every(2000, tick);
 every(10000, refreshRoutes);
 connect();
