@@ -188,11 +188,10 @@ impl Browser {
         self.out
             .send(Message::text(message.to_string()))
             .expect("DevTools connection open");
-        let answer = tokio::time::timeout(Duration::from_secs(30), rx)
+        tokio::time::timeout(Duration::from_secs(30), rx)
             .await
             .unwrap_or_else(|_| panic!("no answer to {method}"))
-            .expect("DevTools connection open");
-        answer
+            .expect("DevTools connection open")
     }
 
     /// A new page, with the events the test reads enabled.
