@@ -80,8 +80,8 @@ const MAX_FORM: usize = 4 * 1024;
 /// uses a handful (its API calls and one feed).
 const MAX_CONNECTIONS: usize = 64;
 /// A request head must arrive within this (an idle keep-alive connection
-/// is closed after it too).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// is closed after it too; the page asks something every 2 s).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// A reload that has not answered by then is reported as still running.
 const RELOAD_WAIT: Duration = Duration::from_secs(30);
 

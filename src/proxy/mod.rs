@@ -10,7 +10,9 @@
 //! (retries, passive health; the client's body watched by [`upload`]) ->
 //! [`upstream`] (keep-alive connections pooled per endpoint) -> back
 //! through [`body`], with every failure turned into a response in one
-//! place, [`error`].
+//! place, [`error`]. Whether a request builds a record (for the
+//! [`access_log`] and the dashboard's live [`feed`]) is [`records`]' call:
+//! with neither wanting one, nothing is built.
 
 pub mod access_log;
 pub mod admission;
