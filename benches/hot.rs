@@ -15,6 +15,10 @@
 //!   a request for its backend.
 //! - `compile_ingresses`: `compile::compile` of 100, 1,000 and 10,000
 //!   Ingresses, each with its Service and a 5-endpoint EndpointSlice.
+//! - `records`: what a request pays for its record (`Records::begin`, the
+//!   record dropped unfinished): with the access log off and nobody
+//!   watching the dashboard's feed (nothing is built), with a watcher, and
+//!   with the access log on.
 //!
 //! `cargo test --benches` runs every benchmark once as a smoke test; there
 //! (a debug build) the 10,000-Ingress cases are cut to 1,000.
@@ -36,6 +40,69 @@ use rust_strom::source::{Snapshot, parse_manifest};
 
 fn main() {
     divan::main();
+}
+
+mod records {
+    use super::*;
+    use rust_strom::proxy::access_log::{AccessLog, Format};
+    use rust_strom::proxy::feed::Feed;
+    use rust_strom::proxy::records::Records;
+
+    fn request() -> http::Request<()> {
+        http::Request::get("/shop/cart?id=7")
+            .header("host", "shop.example.com")
+            .header("user-agent", "bench/1.0")
+            .body(())
+            .unwrap()
+    }
+
+    fn begin(bencher: Bencher, records: Arc<Records>) {
+        let req = request();
+        let start = tokio::time::Instant::now();
+        bencher.bench(|| {
+            divan::black_box(records.begin(
+                divan::black_box(&req),
+                || IpAddr::V4(Ipv4Addr::LOCALHOST),
+                None,
+                start,
+            ))
+        });
+    }
+
+    #[divan::bench]
+    fn nobody_watching(bencher: Bencher) {
+        let records = Arc::new(Records {
+            log: None,
+            feed: Some(Feed::new()),
+        });
+        begin(bencher, records);
+    }
+
+    #[divan::bench]
+    fn one_watcher(bencher: Bencher) {
+        let feed = Feed::new();
+        let _watch = feed.watch().unwrap();
+        let records = Arc::new(Records {
+            log: None,
+            feed: Some(feed),
+        });
+        begin(bencher, records);
+    }
+
+    #[divan::bench]
+    fn access_log_on(bencher: Bencher) {
+        let log = AccessLog::start(
+            Format::Json,
+            Box::new(std::io::sink()),
+            prometheus::IntCounter::new("d", "d").unwrap(),
+        )
+        .unwrap();
+        let records = Arc::new(Records {
+            log,
+            feed: Some(Feed::new()),
+        });
+        begin(bencher, records);
+    }
 }
 
 /// `cargo bench` passes `--bench`; `cargo test --benches` does not.

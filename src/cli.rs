@@ -79,6 +79,23 @@ pub struct ServeArgs {
     /// (ingress-nginx's format) or `off` [default: json].
     #[arg(long, value_name = "FORMAT")]
     pub access_log: Option<AccessLogFormat>,
+    /// Serve the dashboard [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub dashboard: Option<bool>,
+    /// The dashboard's listener [default: 127.0.0.1:3000; 127.0.0.1:0 when
+    /// --http-addr asks for port 0]. Any address but loopback needs
+    /// --dashboard-token.
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard_addr: Option<SocketAddr>,
+    /// The token the dashboard asks for (as `Authorization: Bearer`, or in
+    /// its login form) [default: none, loopback only].
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "RUST_STROM_DASHBOARD_TOKEN",
+        hide_env_values = true
+    )]
+    pub dashboard_token: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]

@@ -17,6 +17,7 @@ use kube::{Api, Client, Config};
 use tokio::sync::watch;
 
 use crate::config::{ClusterSettings, Settings};
+use crate::dashboard::reload;
 use crate::leader::{self, ElectionConfig};
 use crate::metrics::Metrics;
 use crate::model::RoutingTable;
@@ -48,6 +49,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ready.clone(),
         settings.compile.clone(),
     );
+    let (reloads_tx, reloads) = reload::channel();
+    let control = run::Control {
+        report: publisher.report(),
+        mode: "cluster",
+        reload: reloads_tx,
+    };
 
     let watchers = Watchers::spawn(
         &client,
@@ -63,7 +70,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let changes = watchers.changes.clone();
         let debounce = cluster.sync_debounce;
         async move {
-            if let Err(error) = sync::run(publisher, caches, changes, debounce, served_tx).await {
+            let run = sync::run(publisher, caches, changes, debounce, served_tx, reloads);
+            if let Err(error) = run.await {
                 tracing::error!(%error, "live updates stopped; the last table keeps serving");
             }
         }
@@ -105,7 +113,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .spawn(served_rx, watchers.changes.clone());
 
-    let served = run::serve(&settings, listeners, table, metrics, ready, shutdown).await;
+    let served = run::serve(
+        &settings, listeners, table, metrics, ready, shutdown, control,
+    )
+    .await;
     // Status stops first; the elector has given the Lease up by now or
     // does within its release timeout.
     status_task.abort();

@@ -21,6 +21,7 @@ use crate::source::ObjectKey;
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8000";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 pub const DEFAULT_HTTPS_ADDR: &str = "0.0.0.0:8443";
+pub const DEFAULT_DASHBOARD_ADDR: &str = "127.0.0.1:3000";
 /// The HTTPS port clients use in a cluster (a Service maps it to 8443); a
 /// redirect Location to it names no port.
 pub const DEFAULT_HTTPS_REDIRECT_PORT: u16 = 443;
@@ -53,11 +54,25 @@ pub struct Settings {
     pub workers: usize,
     /// `--access-log`.
     pub access_log: AccessLogFormat,
+    /// `--dashboard-addr`; `None` with `--dashboard false`.
+    pub dashboard_addr: Option<SocketAddr>,
+    /// `--dashboard-token`.
+    pub dashboard_token: Option<Token>,
     /// The front door's timeouts and limits.
     pub limits: Limits,
     pub compile: CompileOptions,
     /// What cluster mode (no `--manifests`) needs; unused in standalone mode.
     pub cluster: ClusterSettings,
+}
+
+/// A secret from the settings: `Debug` never prints it.
+#[derive(Clone)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
 }
 
 /// Cluster mode: the API server, the watched scope, status and election.
@@ -124,6 +139,9 @@ pub struct FileConfig {
     pub shutdown_grace: Option<String>,
     pub workers: Option<usize>,
     pub access_log: Option<AccessLogFormat>,
+    pub dashboard: Option<bool>,
+    pub dashboard_addr: Option<SocketAddr>,
+    pub dashboard_token: Option<String>,
     pub client_header_timeout: Option<String>,
     pub client_body_timeout: Option<String>,
     pub client_send_timeout: Option<String>,
@@ -221,6 +239,44 @@ impl Settings {
                 reason: format!("{https_addr} is also the HTTP address"),
             });
         }
+        let dashboard_addr = args.dashboard.or(file.dashboard).unwrap_or(true).then(|| {
+            args.dashboard_addr
+                .or(file.dashboard_addr)
+                .unwrap_or_else(|| {
+                    // As for HTTPS: a free HTTP port asked for means a free
+                    // dashboard port too, so instances never collide.
+                    let default = addr(DEFAULT_DASHBOARD_ADDR);
+                    if http_addr.port() == 0 {
+                        SocketAddr::new(default.ip(), 0)
+                    } else {
+                        default
+                    }
+                })
+        });
+        let dashboard_token = args
+            .dashboard_token
+            .clone()
+            .or(file.dashboard_token.clone())
+            .filter(|t| !t.trim().is_empty())
+            .map(Token);
+        if let Some(addr) = dashboard_addr
+            && !addr.ip().is_loopback()
+            && dashboard_token.is_none()
+        {
+            return Err(ConfigError::Invalid {
+                key: "dashboard-addr",
+                reason: format!(
+                    "{addr} is not loopback: set dashboard-token (or RUST_STROM_DASHBOARD_TOKEN), \
+                     or bind 127.0.0.1"
+                ),
+            });
+        }
+        if dashboard_addr.is_some_and(|d| d == http_addr && d.port() != 0) {
+            return Err(ConfigError::Invalid {
+                key: "dashboard-addr",
+                reason: "is also the HTTP address".into(),
+            });
+        }
         let https_redirect_port = args.https_redirect_port.or(file.https_redirect_port);
         if https_redirect_port == Some(0) {
             return Err(ConfigError::Invalid {
@@ -258,6 +314,8 @@ impl Settings {
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             workers,
             access_log: args.access_log.or(file.access_log).unwrap_or_default(),
+            dashboard_addr,
+            dashboard_token,
         })
     }
 
@@ -592,6 +650,47 @@ mod tests {
         .unwrap();
         assert!(s.compile.watch_without_class);
         assert_eq!(s.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn dashboard_settings_from_flags_and_file() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.dashboard_addr, Some("127.0.0.1:3000".parse().unwrap()));
+        assert!(s.dashboard_token.is_none());
+        // A free HTTP port asked for: a free dashboard port too.
+        let s = settings(&["--http-addr", "127.0.0.1:0"]).unwrap();
+        assert_eq!(s.dashboard_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(
+            settings(&["--dashboard", "false"]).unwrap().dashboard_addr,
+            None
+        );
+
+        // Beyond loopback only with a token, which never shows in Debug.
+        let err = settings(&["--dashboard-addr", "0.0.0.0:3000"]).unwrap_err();
+        assert!(err.to_string().contains("dashboard-token"), "{err}");
+        let s = settings(&[
+            "--dashboard-addr",
+            "0.0.0.0:3000",
+            "--dashboard-token",
+            "t0k3n",
+        ])
+        .unwrap();
+        assert_eq!(s.dashboard_token.as_ref().unwrap().0, "t0k3n");
+        assert!(!format!("{s:?}").contains("t0k3n"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "dashboard-addr = \"0.0.0.0:3100\"\ndashboard-token = \"from-file\"\n",
+        )
+        .unwrap();
+        let s = settings(&["-c", file.to_str().unwrap()]).unwrap();
+        assert_eq!(s.dashboard_addr, Some("0.0.0.0:3100".parse().unwrap()));
+        assert_eq!(s.dashboard_token.unwrap().0, "from-file");
+        std::fs::write(&file, "dashboard = false\n").unwrap();
+        let s = settings(&["-c", file.to_str().unwrap()]).unwrap();
+        assert_eq!(s.dashboard_addr, None);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   whatever table is current, so a change never drops a connection or a
 //!   request in flight. The request path starts in [`proxy::handler`].
 //! - [`admin`] serves `/metrics`, `/healthz` and `/readyz`; [`metrics`] owns
-//!   the Prometheus families.
+//!   the Prometheus families; [`dashboard`] serves the live dashboard and
+//!   its JSON API.
 //! - [`run`] wires standalone mode together, [`cluster`] cluster mode: its
 //!   [`sync`] loop compiles watch events, [`leader`] elects the replica that
 //!   writes [`status`] and Events. [`demo`] and [`check`] are the other
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod compile;
 pub mod config;
 pub mod crd;
+pub mod dashboard;
 pub mod demo;
 pub mod health;
 pub mod leader;

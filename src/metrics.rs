@@ -324,6 +324,27 @@ impl Metrics {
     }
 
     /// Counts one response by status code.
+    /// Responses by status code since start, as `http_status_codes_total`
+    /// holds them (for the dashboard; reads the family, off the request
+    /// path).
+    pub fn status_counts(&self) -> BTreeMap<u16, u64> {
+        use prometheus::core::Collector;
+        let mut out = BTreeMap::new();
+        for family in self.status_codes.collect() {
+            for metric in family.get_metric() {
+                let code = metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "code")
+                    .and_then(|l| l.value().parse::<u16>().ok());
+                if let Some(code) = code {
+                    out.insert(code, metric.get_counter().get_value() as u64);
+                }
+            }
+        }
+        out
+    }
+
     pub fn count_status(&self, code: u16) {
         let slot = code
             .checked_sub(100)

@@ -39,7 +39,23 @@ pub struct Publisher {
     certificates: BTreeMap<String, i64>,
     /// The earliest notAfter among the certificates it serves.
     next_expiry: Option<i64>,
+    /// What the last compile found, for the dashboard.
+    report: SharedReport,
 }
+
+/// What the dashboard shows of the last compile: every problem, and the
+/// manifest files whose current version does not parse (standalone mode).
+#[derive(Clone, Debug, Default)]
+pub struct CompileReport {
+    pub generation: u64,
+    pub at: Option<SystemTime>,
+    pub problems: Vec<Problem>,
+    /// `(path, error)`; such a file's last good version is still served.
+    pub broken_files: Vec<(String, String)>,
+}
+
+/// The last [`CompileReport`], swapped whole by the publisher.
+pub type SharedReport = Arc<arc_swap::ArcSwap<CompileReport>>;
 
 /// What one publish did, for callers that report it.
 #[derive(Debug)]
@@ -75,6 +91,21 @@ impl Publisher {
             problems: Vec::new(),
             certificates: BTreeMap::new(),
             next_expiry: None,
+            report: SharedReport::default(),
+        }
+    }
+
+    /// The last compile's report, kept current by every publish.
+    pub fn report(&self) -> SharedReport {
+        self.report.clone()
+    }
+
+    /// Notes the manifest files that do not parse now (standalone mode).
+    pub fn set_broken_files(&self, files: Vec<(String, String)>) {
+        if self.report.load().broken_files != files {
+            let mut report = CompileReport::clone(&self.report.load());
+            report.broken_files = files;
+            self.report.store(Arc::new(report));
         }
     }
 
@@ -147,6 +178,12 @@ impl Publisher {
             .filter(|p| p.severity == Severity::Rejected)
             .count();
         self.problems = compiled.problems.clone();
+        self.report.store(Arc::new(CompileReport {
+            generation: self.generation,
+            at: Some(SystemTime::now()),
+            problems: compiled.problems.clone(),
+            broken_files: self.report.load().broken_files.clone(),
+        }));
 
         let table = compiled.table;
         // Bind every new backend to the live endpoint state before the

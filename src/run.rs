@@ -15,10 +15,11 @@ use tokio::time::Instant;
 
 use crate::admin::{self, AdminState};
 use crate::config::{DEFAULT_HTTPS_REDIRECT_PORT, Settings};
+use crate::dashboard::{self, Dashboard, reload};
 use crate::metrics::Metrics;
 use crate::model::RoutingTable;
 use crate::proxy::{self, Proxy, SharedTable};
-use crate::publish::Publisher;
+use crate::publish::{Publisher, SharedReport};
 use crate::shutdown::{self, Shutdown};
 use crate::source::files::{self, ManifestDir};
 
@@ -74,24 +75,59 @@ pub async fn standalone_on(
     report_file_errors(&reload.errors, &metrics);
     publisher.publish(dir.current(), noticed);
 
+    publisher.set_broken_files(broken_files(&dir));
+    let (reloads_tx, reloads) = reload::channel();
+    let control = Control {
+        report: publisher.report(),
+        mode: "standalone",
+        reload: reloads_tx,
+    };
     let (changes, _watcher) = files::watch(&root);
-    tokio::spawn(apply_changes(dir, publisher, changes, metrics.clone()));
-    serve(&settings, listeners, table, metrics, ready, shutdown).await
+    tokio::spawn(apply_changes(
+        dir,
+        publisher,
+        Triggers { changes, reloads },
+        metrics.clone(),
+    ));
+    serve(
+        &settings, listeners, table, metrics, ready, shutdown, control,
+    )
+    .await
 }
 
-/// The proxy, HTTPS and admin listeners, bound first so that their ports
-/// are logged (and a taken port fails) before anything else starts.
+/// What the dashboard needs from the mode that runs it.
+pub struct Control {
+    /// The last compile's report.
+    pub report: SharedReport,
+    /// `standalone` or `cluster`.
+    pub mode: &'static str,
+    /// Asks the mode's source loop to reload.
+    pub reload: reload::Sender,
+}
+
+/// The proxy, HTTPS, dashboard and admin listeners, bound first so that
+/// their ports are logged (and a taken port fails) before anything else
+/// starts.
 pub struct Listeners {
     pub http: TcpListener,
     pub https: TcpListener,
+    /// `None` with `--dashboard false`.
+    pub dashboard: Option<TcpListener>,
     pub admin: TcpListener,
 }
 
 impl Listeners {
     pub async fn bind(settings: &Settings) -> anyhow::Result<Self> {
+        let http = bind(settings.http_addr, "HTTP proxy").await?;
+        let https = bind(settings.https_addr, "HTTPS proxy").await?;
+        let dashboard = match settings.dashboard_addr {
+            Some(addr) => Some(bind(addr, "dashboard").await?),
+            None => None,
+        };
         Ok(Self {
-            http: bind(settings.http_addr, "HTTP proxy").await?,
-            https: bind(settings.https_addr, "HTTPS proxy").await?,
+            http,
+            https,
+            dashboard,
             admin: bind(settings.metrics_addr, "metrics and health").await?,
         })
     }
@@ -106,8 +142,14 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     shutdown: Shutdown,
+    control: Control,
 ) -> anyhow::Result<()> {
-    let Listeners { http, https, admin } = listeners;
+    let Listeners {
+        http,
+        https,
+        dashboard,
+        admin,
+    } = listeners;
     // Before the admin port answers, so no scrape sees the cap at 0.
     let connections = proxy::listener::ConnectionLimit::new(settings.limits.max_connections);
     metrics
@@ -127,6 +169,33 @@ pub async fn serve(
         Box::new(std::io::stdout()),
         metrics.access_log_dropped.clone(),
     )?;
+    // The dashboard's feed exists only with a dashboard; it costs requests
+    // nothing until someone watches it.
+    let feed = dashboard.as_ref().map(|_| proxy::feed::Feed::new());
+    let mut dashboard_tasks = Vec::new();
+    if let (Some(listener), Some(feed)) = (dashboard, &feed) {
+        let guard = dashboard::auth::Guard::new(
+            listener.local_addr()?,
+            settings.dashboard_token.as_ref().map(|t| t.0.clone()),
+        )?;
+        let state = Arc::new(Dashboard {
+            table: table.clone(),
+            metrics: metrics.clone(),
+            feed: feed.clone(),
+            history: Arc::default(),
+            report: control.report,
+            reload: Some(control.reload),
+            guard,
+            mode: control.mode,
+            started: Instant::now(),
+        });
+        dashboard_tasks.push(dashboard::spawn_history(state.clone()));
+        dashboard_tasks.push(tokio::spawn(dashboard::serve(
+            listener,
+            state,
+            shutdown.clone(),
+        )));
+    }
     let proxy = Arc::new(Proxy {
         table,
         upstream: proxy::upstream::Upstream::new(
@@ -144,7 +213,10 @@ pub async fn serve(
         },
         limits: settings.limits.clone(),
         connections,
-        access_log,
+        records: Arc::new(proxy::records::Records {
+            log: access_log,
+            feed,
+        }),
         auth: proxy::ext_auth::AuthClient::default(),
     });
     let grace = settings.shutdown_grace;
@@ -153,6 +225,9 @@ pub async fn serve(
         proxy::listener::serve(https, proxy, shutdown, grace, Some(acceptor)),
     );
     admin_task.abort();
+    for task in dashboard_tasks {
+        task.abort();
+    }
     health_task.abort();
     reaper_task.abort();
     tracing::info!("stopped");
@@ -177,26 +252,53 @@ pub async fn bind(addr: SocketAddr, what: &'static str) -> anyhow::Result<TcpLis
 async fn apply_changes(
     mut dir: ManifestDir,
     mut publisher: Publisher,
-    mut changes: mpsc::Receiver<()>,
+    mut triggers: Triggers,
     metrics: Arc<Metrics>,
 ) {
-    while changes.recv().await.is_some() {
+    loop {
+        // A reload asked for on the dashboard compiles even when no file
+        // changed, and answers what came of it.
+        let asked = tokio::select! {
+            change = triggers.changes.recv() => match change {
+                Some(()) => None,
+                None => return,
+            },
+            asked = triggers.reloads.recv() => match asked {
+                Some(asked) => Some(asked),
+                None => return,
+            },
+        };
         let noticed = Instant::now();
-        tokio::time::sleep(DEBOUNCE).await;
-        while changes.try_recv().is_ok() {}
+        if asked.is_none() {
+            tokio::time::sleep(DEBOUNCE).await;
+        }
+        while triggers.changes.try_recv().is_ok() {}
+        let forced = asked.is_some();
         let worked = tokio::task::spawn_blocking(move || {
             let reload = dir.reload();
-            if reload.changed || publisher.certificate_expired(SystemTime::now()) {
-                publisher.publish(dir.current(), noticed);
+            let mut published = None;
+            if forced || reload.changed || publisher.certificate_expired(SystemTime::now()) {
+                published = Some(publisher.publish(dir.current(), noticed));
             }
-            (dir, publisher, reload.errors)
+            publisher.set_broken_files(broken_files(&dir));
+            (dir, publisher, reload.errors, published)
         })
         .await;
         match worked {
-            Ok((d, p, errors)) => {
+            Ok((d, p, errors, published)) => {
                 dir = d;
                 publisher = p;
                 report_file_errors(&errors, &metrics);
+                if let (Some(asked), Some(published)) = (asked, published) {
+                    let _ = asked.done.send(reload::Outcome {
+                        source: "standalone",
+                        generation: published.generation,
+                        routes: published.routes,
+                        rejected: published.rejected,
+                        errors: errors.iter().map(ToString::to_string).collect(),
+                        took_ms: noticed.elapsed().as_secs_f64() * 1e3,
+                    });
+                }
             }
             Err(error) => {
                 // A panic in compile would be a bug; the last good table
@@ -206,6 +308,21 @@ async fn apply_changes(
             }
         }
     }
+}
+
+/// What wakes the folder's loop: a change seen in the folder, or a reload
+/// asked for on the dashboard.
+struct Triggers {
+    changes: mpsc::Receiver<()>,
+    reloads: reload::Receiver,
+}
+
+/// The files whose current version does not parse, for the dashboard.
+fn broken_files(dir: &ManifestDir) -> Vec<(String, String)> {
+    dir.broken_files()
+        .into_iter()
+        .map(|(path, error)| (path.display().to_string(), error.to_string()))
+        .collect()
 }
 
 fn report_file_errors(errors: &[files::FileError], metrics: &Metrics) {

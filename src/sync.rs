@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::dashboard::reload;
 use crate::publish::Publisher;
 use crate::source::kube::{Caches, Changes, Pending, routed_services};
 use crate::source::{ObjectKey, Snapshot};
@@ -31,6 +32,9 @@ const MAX_WINDOW: Duration = Duration::from_secs(1);
 /// How often the live table's certificates are checked for expiry (an
 /// expired one must fall back even though no object changed).
 const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// How long the dashboard's reload waits for every watch to list again.
+const RELIST_WAIT: Duration = Duration::from_secs(20);
 
 /// Why the loop stopped: the caches were dropped, or a compile panicked
 /// (a bug; the last table keeps serving but live updates stop).
@@ -50,6 +54,7 @@ pub async fn run(
     changes: Arc<Changes>,
     debounce: Duration,
     served: watch::Sender<Option<Arc<Served>>>,
+    mut reloads: reload::Receiver,
 ) -> Result<(), SyncError> {
     let waiting = Instant::now();
     tracing::info!(
@@ -66,6 +71,7 @@ pub async fn run(
         snapshot: Snapshot::default(),
         routed: HashSet::new(),
         took: Duration::ZERO,
+        last: LastPublish::default(),
     };
     state = state.compile(noticed, None, &served).await?;
 
@@ -74,6 +80,31 @@ pub async fn run(
     loop {
         let since = tokio::select! {
             since = changes.wait() => since,
+            Some(asked) = reloads.recv() => {
+                // The dashboard's reload: everything listed again from the
+                // API server, then compiled whatever changed.
+                let noticed = Instant::now();
+                let relisted = changes.relist(RELIST_WAIT).await;
+                // The relists' own batch is this compile.
+                let _ = changes.take();
+                state = state.compile(noticed, None, &served).await?;
+                let mut errors = Vec::new();
+                if !relisted {
+                    errors.push(format!(
+                        "not every watch listed again within {RELIST_WAIT:?}; \
+                         compiled what the caches hold"
+                    ));
+                }
+                let _ = asked.done.send(reload::Outcome {
+                    source: "cluster",
+                    generation: state.last.generation,
+                    routes: state.last.routes,
+                    rejected: state.last.rejected,
+                    errors,
+                    took_ms: noticed.elapsed().as_secs_f64() * 1e3,
+                });
+                continue;
+            }
             _ = expiry.tick() => {
                 if state.publisher.certificate_expired(SystemTime::now()) {
                     // Nothing changed but the clock: the snapshot as it is.
@@ -123,6 +154,16 @@ struct Compiling {
     routed: HashSet<ObjectKey>,
     /// How long the last compile took.
     took: Duration,
+    /// What the last compile published, for the dashboard's reload.
+    last: LastPublish,
+}
+
+/// The figures of the last compile.
+#[derive(Debug, Default)]
+struct LastPublish {
+    generation: u64,
+    routes: usize,
+    rejected: usize,
 }
 
 impl Compiling {
@@ -134,6 +175,7 @@ impl Compiling {
             caches,
             mut snapshot,
             routed,
+            last,
             ..
         } = self;
         let started = Instant::now();
@@ -149,6 +191,7 @@ impl Compiling {
             snapshot,
             routed,
             took: started.elapsed(),
+            last,
         })
     }
 
@@ -186,6 +229,11 @@ impl Compiling {
                 (publisher, caches, snapshot, routed, published)
             })
             .await?;
+        let last = LastPublish {
+            generation: result.generation,
+            routes: result.routes,
+            rejected: result.rejected,
+        };
         served.send_replace(Some(Arc::new(Served {
             ingresses: result.ingresses,
             policies: result.policies,
@@ -197,6 +245,7 @@ impl Compiling {
             snapshot,
             routed,
             took: started.elapsed(),
+            last,
         })
     }
 }

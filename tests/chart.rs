@@ -34,6 +34,8 @@ const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/rust-strom");
 const LIVE: Duration = Duration::from_secs(20);
 const RELEASE: &str = "rust-strom";
 const NAMESPACE: &str = "rust-strom";
+/// What the test puts where the pod would read the dashboard's Secret.
+const DASHBOARD_TOKEN: &str = "chart-dashboard-token";
 
 // ---------------------------------------------------------------------------
 // Rendering
@@ -122,6 +124,8 @@ fn container(docs: &[Value]) -> (Vec<String>, Vec<(String, String)>) {
                 (Value::String(v), _) => v.clone(),
                 (_, Value::String(path)) if path == "metadata.name" => "rust-strom-7d9f-x2".into(),
                 (_, Value::String(path)) if path == "metadata.namespace" => NAMESPACE.into(),
+                // The one Secret the pod reads: the dashboard's token.
+                _ if e["valueFrom"]["secretKeyRef"]["name"].is_string() => DASHBOARD_TOKEN.into(),
                 other => panic!("env {name}: cannot fill in {other:?}"),
             };
             (name, value)
@@ -295,7 +299,18 @@ async fn the_binary_accepts_the_charts_args_and_env_and_its_rbac() {
                 "{which}: the chart passes {flag}, which this test replaces"
             );
         }
-        let mut full = args.clone();
+        // The dashboard keeps the address the chart gives it, on a free
+        // port (the chart's is fixed, and tests run side by side).
+        let mut full: Vec<String> = args
+            .iter()
+            .map(|a| match a.strip_prefix("--dashboard-addr=") {
+                Some(addr) => {
+                    let addr: std::net::SocketAddr = addr.parse().unwrap();
+                    format!("--dashboard-addr={}:0", addr.ip())
+                }
+                None => a.clone(),
+            })
+            .collect();
         full.extend(
             [
                 "--kubeconfig",
@@ -312,6 +327,28 @@ async fn the_binary_accepts_the_charts_args_and_env_and_its_rbac() {
             proxy.admin("/readyz").await.status == StatusCode::OK
         })
         .await;
+        // The dashboard: on (with the token from the chart's Secret when it
+        // listens beyond loopback) or off, as the values say.
+        let dashboard_on = !args.iter().any(|a| a == "--dashboard=false");
+        assert_eq!(proxy.dashboard_port.is_some(), dashboard_on, "{which}");
+        if let Some(port) = proxy.dashboard_port {
+            let mut req = http::Request::get("/api/summary").header("host", "localhost");
+            if env.iter().any(|(k, _)| k == "RUST_STROM_DASHBOARD_TOKEN") {
+                req = req.header("authorization", format!("Bearer {DASHBOARD_TOKEN}"));
+            }
+            let resp = send(
+                port,
+                req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(
+                resp.status,
+                StatusCode::OK,
+                "{which}: dashboard {}",
+                resp.body
+            );
+        }
         // Long enough for the first leader election round.
         wait_until(LIVE, &format!("{which}: a leader"), || async {
             proxy.metric("leader_is_leader").await == Some(1.0)

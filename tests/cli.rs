@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http::{Response, StatusCode};
 use support::*;
+use tokio::io::AsyncWriteExt as _;
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -294,17 +295,39 @@ async fn the_demo_names_its_real_ports_and_removes_its_folder() {
         }
     });
     let prefix = "curl -H 'Host: demo.local' http://localhost:";
+    let mut dashboard = None;
     let port: u16 = loop {
         let line = rx
             .recv_timeout(DEADLINE)
             .expect("the demo prints its banner");
+        if let Some(rest) = line.trim().strip_prefix("dashboard: http://") {
+            let addr = rest.split('/').next().unwrap();
+            dashboard = Some(addr.parse::<std::net::SocketAddr>().unwrap());
+        }
         if let Some(rest) = line.trim().strip_prefix(prefix) {
             break rest.trim_end_matches('/').parse().unwrap();
         }
     };
     assert_ne!(port, 0);
-    let resp = get(port, "demo.local", "/").await;
+    // The banner names the dashboard, and a request through the proxy is in
+    // its live feed within a second.
+    let dashboard = dashboard.expect("the banner names the dashboard");
+    let mut feed = tokio::net::TcpStream::connect(dashboard).await.unwrap();
+    feed.write_all(b"GET /api/feed HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    // The first `meta` event says the feed is open.
+    read_until(&mut feed, &mut seen, "event: meta").await;
+    let sent = std::time::Instant::now();
+    let resp = get(port, "demo.local", "/from-the-demo-test").await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    read_until(&mut feed, &mut seen, "\"path\":\"/from-the-demo-test\"").await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "the request reached the feed after {:?}",
+        sent.elapsed()
+    );
     let folder = tmp.path().join(format!("rust-strom-demo-{}", child.id()));
     assert!(folder.join("demo-ingress.yaml").is_file());
 
@@ -326,4 +349,23 @@ async fn the_demo_names_its_real_ports_and_removes_its_folder() {
     };
     assert!(exit.success(), "{exit}");
     assert!(!folder.exists(), "{} was left behind", folder.display());
+}
+
+/// Reads `stream` into `seen` until it holds `what`.
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, what: &str) {
+    use tokio::io::AsyncReadExt as _;
+    let found = tokio::time::timeout(DEADLINE, async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(seen).contains(what) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the feed closed");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "no {what:?} in the feed: {}",
+        String::from_utf8_lossy(seen)
+    );
 }

@@ -3,6 +3,7 @@
 //! sync loop's latency, and leader election.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use fake_apiserver::FakeApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use rust_strom::compile::CompileOptions;
+use rust_strom::dashboard::reload;
 use rust_strom::leader::{self, ElectionConfig, Leader};
 use rust_strom::metrics::Metrics;
 use rust_strom::model::RoutingTable;
@@ -69,7 +71,21 @@ fn spawn_sync(
     tokio::task::JoinHandle<Result<(), rust_strom::sync::SyncError>>,
     Logs,
 ) {
+    let (sync, logs, _reload) = spawn_sync_reloadable(publisher, watchers);
+    (sync, logs)
+}
+
+/// [`spawn_sync`], with the dashboard's way to ask for a reload.
+fn spawn_sync_reloadable(
+    publisher: Publisher,
+    watchers: &Watchers,
+) -> (
+    tokio::task::JoinHandle<Result<(), rust_strom::sync::SyncError>>,
+    Logs,
+    reload::Sender,
+) {
     let (served, _served_rx) = tokio::sync::watch::channel(None);
+    let (reload, reloads) = reload::channel();
     let logs = Logs::default();
     let sync = tokio::spawn(
         rust_strom::sync::run(
@@ -78,10 +94,11 @@ fn spawn_sync(
             watchers.changes.clone(),
             Duration::from_millis(20),
             served,
+            reloads,
         )
         .with_subscriber(logs.dispatch()),
     );
-    (sync, logs)
+    (sync, logs, reload)
 }
 
 /// What a task logged, captured in memory: how a test sees that the sync
@@ -299,6 +316,66 @@ async fn sync_latency_of_one_change() {
     })
     .await;
     assert_eq!(table.load().generation(), generation);
+    sync.abort();
+}
+
+/// The dashboard's reload lists every kind again from the API server and
+/// compiles, even with nothing changed, and answers what the table holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_relists_from_the_api_server_and_answers() {
+    let server = FakeApiServer::start().await.unwrap();
+    let store = server.store();
+    store.create(&service("shop", "web")).unwrap();
+    store.create(&slice("shop", "web", 10_000)).unwrap();
+    store
+        .create(&ingress("shop", "web", "shop.local", "web"))
+        .unwrap();
+    let watchers = synced(&server, &WatchScope::default()).await;
+    let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
+    let options = CompileOptions {
+        ingress_class: "rust-strom".into(),
+        watch_without_class: false,
+        allow_external_name: false,
+        default_certificate: None,
+    };
+    let publisher = Publisher::new(
+        table.clone(),
+        Arc::new(Metrics::new().unwrap()),
+        Arc::new(AtomicBool::new(false)),
+        options,
+    );
+    let (sync, _logs, reload) = spawn_sync_reloadable(publisher, &watchers);
+    eventually("the first table", || table.load().generation() == 1).await;
+
+    server.clear_requests();
+    let (done, answer) = tokio::sync::oneshot::channel();
+    reload.send(reload::Request { done }).await.unwrap();
+    let outcome = tokio::time::timeout(DEADLINE, answer)
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert_eq!(outcome.source, "cluster");
+    assert_eq!(outcome.generation, 2);
+    assert_eq!(outcome.routes, 1);
+    assert_eq!(outcome.rejected, 0);
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert_eq!(table.load().generation(), 2);
+    let lists: BTreeSet<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && !r.query.contains("watch=true"))
+        .filter_map(|r| r.path.rsplit('/').next().map(str::to_string))
+        .collect();
+    for kind in [
+        "ingresses",
+        "ingressclasses",
+        "services",
+        "endpointslices",
+        "secrets",
+        "balancerpolicies",
+    ] {
+        assert!(lists.contains(kind), "{kind} not listed again: {lists:?}");
+    }
     sync.abort();
 }
 

@@ -41,9 +41,14 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     // Redirects from the demo's HTTP port go to its HTTPS port, not to 443.
     settings.https_redirect_port.get_or_insert(https);
     let metrics = listeners.admin.local_addr()?.port();
+    let dashboard = match &listeners.dashboard {
+        Some(listener) => format!("http://{}/", listener.local_addr()?),
+        None => "off (--dashboard false)".to_string(),
+    };
     println!(
         "\nRustStrom demo: demo.local -> {} echo backends ({})\n\
-         manifests: {} (edit them: changes apply live)\n\n\
+         manifests: {} (edit them: changes apply live)\n\
+         dashboard: {dashboard} (live requests, backends, routes)\n\n\
          try:\n  curl -H 'Host: demo.local' http://localhost:{port}/\n  \
          for i in 1 2 3 4 5 6; do curl -s -H 'Host: demo.local' http://localhost:{port}/ | head -1; done\n  \
          curl -H 'Host: demo.local' http://localhost:{port}/api/orders?id=7\n  \

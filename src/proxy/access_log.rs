@@ -1,8 +1,9 @@
 //! Access logs: one line per request, formatted and written off the request
 //! path.
 //!
-//! The request path fills a [`Record`] and hands it to a bounded channel
-//! ([`AccessLog::log`], never blocking); a thread of its own formats the
+//! The request path fills a [`Record`] (when the access log or the
+//! dashboard's live feed wants one, see [`super::records`]) and hands it to a
+//! bounded channel ([`AccessLog::log`], never blocking); a thread of its own formats the
 //! records and writes them to standard output, flushing whenever the
 //! channel runs empty. When the channel is full (the output is slower than
 //! the traffic), records are dropped and counted in
@@ -30,12 +31,14 @@ use prometheus::IntCounter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::records::Delivery;
 use super::upload::Watch;
 
 /// A request's record, waiting for its answer to be sent whole.
 #[derive(Debug)]
 pub struct Pending {
-    log: AccessLog,
+    /// Where the finished record goes.
+    to: Delivery,
     record: Record,
     started: Instant,
     /// The client's body, still counting its bytes.
@@ -122,7 +125,7 @@ pub struct TlsInfo {
 /// The sending side, shared by every request.
 #[derive(Clone, Debug)]
 pub struct AccessLog {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<Arc<Record>>,
     dropped: IntCounter,
 }
 
@@ -143,21 +146,31 @@ impl AccessLog {
         Ok(Some(Self { tx, dropped }))
     }
 
-    /// Starts the record of a request that arrived `started`.
+    /// Queues a record; drops it (counted) when the queue is full.
+    pub fn log(&self, record: Arc<Record>) {
+        if self.tx.try_send(record).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
+
+impl Pending {
+    /// Starts the record of a request that arrived `started`, to be
+    /// delivered as `to` says once its answer is sent.
     pub fn begin<B>(
-        &self,
+        to: Delivery,
         req: &http::Request<B>,
         client: IpAddr,
         tls: Option<Arc<TlsInfo>>,
         started: Instant,
-    ) -> Pending {
+    ) -> Self {
         let headers = req.headers();
         let host = headers.get(http::header::HOST).cloned().or_else(|| {
             let authority = req.uri().authority()?;
             HeaderValue::from_str(authority.as_str()).ok()
         });
         Pending {
-            log: self.clone(),
+            to,
             record: Record {
                 time: SystemTime::now(),
                 client,
@@ -183,15 +196,6 @@ impl AccessLog {
         }
     }
 
-    /// Queues a record; drops it (counted) when the queue is full.
-    pub fn log(&self, record: Record) {
-        if self.tx.try_send(record).is_err() {
-            self.dropped.inc();
-        }
-    }
-}
-
-impl Pending {
     /// What the answer says, and what the request path learnt.
     pub fn answered(&mut self, status: u16, trace: Trace) {
         let r = &mut self.record;
@@ -204,10 +208,11 @@ impl Pending {
         self.upload = trace.upload;
     }
 
-    /// The answer's last byte is sent (or the client went away): logs it.
+    /// The answer's last byte is sent (or the client went away): delivers
+    /// it.
     pub fn finish(self, bytes_out: u64) {
         let Pending {
-            log,
+            to,
             mut record,
             started,
             upload,
@@ -215,12 +220,12 @@ impl Pending {
         record.bytes_out = bytes_out;
         record.duration = started.elapsed();
         record.bytes_in = upload.map_or(0, |u| u.received());
-        log.log(record);
+        to.deliver(record);
     }
 }
 
 /// Writes records until every sender is gone, flushing when caught up.
-fn write_loop(mut rx: mpsc::Receiver<Record>, format: Format, out: Box<dyn Write + Send>) {
+fn write_loop(mut rx: mpsc::Receiver<Arc<Record>>, format: Format, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = String::with_capacity(512);
     while let Some(record) = rx.blocking_recv() {
@@ -265,8 +270,15 @@ fn version_str(version: Version) -> &'static str {
 }
 
 fn json(r: &Record, out: &mut String) {
+    // A `Value` always serializes.
+    let _ = write!(out, "{}", json_value(r));
+}
+
+/// One record as a JSON object: the access log's `json` lines, and the
+/// dashboard's live feed.
+pub fn json_value(r: &Record) -> serde_json::Value {
     let upstream = r.upstream.as_ref();
-    let value = serde_json::json!({
+    serde_json::json!({
         "time": humantime::format_rfc3339_millis(r.time).to_string(),
         "client": r.client.to_string(),
         "method": r.method.as_str(),
@@ -287,9 +299,7 @@ fn json(r: &Record, out: &mut String) {
         "sni": r.tls.as_ref().and_then(|t| t.sni.as_deref()),
         "user_agent": header_str(r.user_agent.as_ref()),
         "referer": header_str(r.referer.as_ref()),
-    });
-    // A `Value` always serializes.
-    let _ = write!(out, "{value}");
+    })
 }
 
 /// ingress-nginx's default `log-format-upstream`:
@@ -454,9 +464,9 @@ mod tests {
             tx,
             dropped: dropped.clone(),
         };
-        log.log(record());
-        log.log(record());
-        log.log(record());
+        log.log(Arc::new(record()));
+        log.log(Arc::new(record()));
+        log.log(Arc::new(record()));
         assert_eq!(dropped.get(), 2);
     }
 
@@ -482,7 +492,7 @@ mod tests {
             .unwrap()
             .unwrap();
         for _ in 0..3 {
-            log.log(record());
+            log.log(Arc::new(record()));
         }
         drop(log);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -103,13 +103,13 @@ impl Drop for Open {
 }
 
 /// An answer's body, holding its request open on the connection until its
-/// last byte (or until the client goes away), and then finishing its access
-/// log record.
+/// last byte (or until the client goes away), and then finishing its
+/// record for the access log and the dashboard's feed.
 #[derive(Debug)]
 pub struct Answer {
     inner: ProxyBody,
     _open: Open,
-    /// With the access log on: the record, and the body bytes sent so far.
+    /// When a record is wanted: the record, and the body bytes sent so far.
     log: Option<(Box<Pending>, u64)>,
 }
 

@@ -37,19 +37,24 @@ static SERVER: HeaderValue = HeaderValue::from_static("rust-strom");
 pub type ProxyBody = Either<Tracked, Full<Bytes>>;
 
 /// Answers one request. Never fails: every error becomes a response here,
-/// and every response is counted. With the access log on, also returns the
-/// request's record, finished once the answer is sent.
+/// and every response is counted. When the access log or a dashboard
+/// watcher wants it, also returns the request's record, finished once the
+/// answer is sent.
 pub async fn handle(
     proxy: &Proxy,
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> (Response<ProxyBody>, Option<Box<Pending>>) {
     let start = Instant::now();
-    let mut pending = proxy.access_log.as_ref().map(|log| {
-        let client = source_range::client_address(conn, req.headers(), &proxy.https)
-            .unwrap_or(conn.peer.ip());
-        Box::new(log.begin(&req, client, conn.tls_info.clone(), start))
-    });
+    let mut pending = proxy.records.begin(
+        &req,
+        || {
+            source_range::client_address(conn, req.headers(), &proxy.https)
+                .unwrap_or(conn.peer.ip())
+        },
+        conn.tls_info.clone(),
+        start,
+    );
     let mut trace = pending.as_ref().map(|_| Trace::default());
     let mut hsts = None;
     let mut cors = None;

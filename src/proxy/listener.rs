@@ -144,7 +144,7 @@ pub async fn serve(
                 super::tls::handshake(&acceptor, stream, limit, &proxy.metrics, shutdown.clone());
             if let Some(stream) = handshake.await {
                 let mut conn = conn;
-                if proxy.access_log.is_some() {
+                if proxy.records.wanted() {
                     conn.tls_info = Some(Arc::new(super::tls::info(stream.get_ref().1)));
                 }
                 let builder = match stream.get_ref().1.alpn_protocol() {

@@ -10,7 +10,9 @@
 //! (retries, passive health; the client's body watched by [`upload`]) ->
 //! [`upstream`] (keep-alive connections pooled per endpoint) -> back
 //! through [`body`], with every failure turned into a response in one
-//! place, [`error`].
+//! place, [`error`]. Whether a request builds a record (for the
+//! [`access_log`] and the dashboard's live [`feed`]) is [`records`]' call:
+//! with neither wanting one, nothing is built.
 
 pub mod access_log;
 pub mod admission;
@@ -25,12 +27,14 @@ pub mod error;
 pub mod error_page;
 pub mod ext_auth;
 pub mod features;
+pub mod feed;
 pub mod handler;
 pub mod headers;
 pub mod limits;
 pub mod listener;
 pub mod normalize;
 pub mod rate_limit;
+pub mod records;
 pub mod redirect;
 pub mod route_redirect;
 pub mod source_range;
@@ -70,8 +74,9 @@ pub struct Proxy {
     pub limits: limits::Limits,
     /// `--max-connections`, shared by the HTTP and HTTPS listeners.
     pub connections: listener::ConnectionLimit,
-    /// `--access-log`; `None` when off.
-    pub access_log: Option<access_log::AccessLog>,
+    /// Who wants each request's record: the access log, the dashboard's
+    /// live feed.
+    pub records: Arc<records::Records>,
     /// The client for `auth-url` services outside the routing table.
     pub auth: ext_auth::AuthClient,
 }

@@ -13,6 +13,7 @@
 //! never loses routes while the API server is away.
 
 mod named;
+mod relist;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
@@ -36,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use self::named::Named;
+use self::relist::Relists;
 use super::{ObjectKey, Snapshot};
 use crate::compile::TLS_SECRET_TYPE;
 use crate::crd::BalancerPolicy;
@@ -101,6 +103,8 @@ pub struct Changes {
     pending: Mutex<Pending>,
     compile: Notify,
     status: Notify,
+    /// Relists asked for by the dashboard's reload.
+    relists: Relists,
 }
 
 /// What happened since the last [`Changes::take`].
@@ -504,8 +508,21 @@ async fn reflect<K: Watched>(
     changes: Arc<Changes>,
 ) {
     let reader = writer.as_reader();
-    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
-    while let Some(event) = events.next().await {
+    let mut member = changes.relists.join();
+    let watch = || Box::pin(watcher::watcher(api.clone(), config.clone()).default_backoff());
+    let mut events = watch();
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            Ok(()) = member.asked.changed() => {
+                // A relist asked for: a new watch lists everything first.
+                events = watch();
+                continue;
+            }
+        };
         let event = match event {
             Ok(event) => event.modify(K::trim),
             Err(error) => {
@@ -533,6 +550,10 @@ async fn reflect<K: Watched>(
         };
         writer.apply_watcher_event(&event);
         changes.record(change);
+        if matches!(event, Event::InitDone) {
+            // The first list, or a relist asked for.
+            member.listed();
+        }
     }
 }
 
@@ -619,6 +640,14 @@ impl Changes {
     /// Asks the status writer to look again (after a publish).
     pub fn status_wanted(&self) {
         self.status.notify_one();
+    }
+
+    /// Relists every cache from the API server (the dashboard's reload):
+    /// each reflector starts its watch again, listing first. Resolves
+    /// `true` once every one has its new list, `false` when some had not
+    /// within `wait`.
+    pub async fn relist(&self, wait: Duration) -> bool {
+        self.relists.relist(wait).await
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, oneshot};
 use tokio::time::Instant;
 
+pub mod browser;
 pub mod tls;
 
 /// Upper bound for anything a test waits for: a hang fails, it never blocks.
@@ -40,6 +41,8 @@ pub struct Proxy {
     child: Child,
     pub http_port: u16,
     pub metrics_port: u16,
+    /// The dashboard's port, unless started with `--dashboard false`.
+    pub dashboard_port: Option<u16>,
     lines: Arc<Mutex<Vec<String>>>,
     /// Standard output's lines (the access log), when captured.
     out: Arc<parking_lot::Mutex<Vec<String>>>,
@@ -140,11 +143,11 @@ impl Proxy {
         }
         let stderr = child.stderr.take().expect("stderr is piped");
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let (ports_tx, ports_rx) = oneshot::channel::<(u16, u16)>();
+        let (ports_tx, ports_rx) = oneshot::channel::<(u16, u16, Option<u16>)>();
         let kept = lines.clone();
         std::thread::spawn(move || {
             let mut ports_tx = Some(ports_tx);
-            let (mut http, mut metrics) = (None, None);
+            let (mut http, mut metrics, mut dashboard) = (None, None, None);
             // Keeps draining until the process closes stderr, so the pipe
             // never fills.
             for line in BufReader::new(stderr).lines() {
@@ -153,21 +156,25 @@ impl Proxy {
                     http = listening_port(&line);
                 } else if line.contains("metrics and health listening") {
                     metrics = listening_port(&line);
+                } else if line.contains("dashboard listening") {
+                    // Bound before the admin port, so known by then.
+                    dashboard = listening_port(&line);
                 }
                 kept.blocking_lock().push(line);
                 if let (Some(h), Some(m)) = (http, metrics)
                     && let Some(tx) = ports_tx.take()
                 {
-                    let _ = tx.send((h, m));
+                    let _ = tx.send((h, m, dashboard));
                 }
             }
         });
         let ports = tokio::time::timeout(Duration::from_secs(20), ports_rx).await;
         match ports {
-            Ok(Ok((http_port, metrics_port))) => Proxy {
+            Ok(Ok((http_port, metrics_port, dashboard_port))) => Proxy {
                 child,
                 http_port,
                 metrics_port,
+                dashboard_port,
                 lines,
                 out,
             },

@@ -97,6 +97,15 @@ runs is what values.yaml says. */}}
 {{- if $c.compression -}}
 {{- $args = append $args "--compression" -}}
 {{- end -}}
+{{- $d := .Values.dashboard -}}
+{{- if $d.enabled -}}
+{{- if and $d.listenAll (not $d.tokenSecret.name) -}}
+{{- fail "dashboard.listenAll needs dashboard.tokenSecret.name: a dashboard on every address must ask for a token" -}}
+{{- end -}}
+{{- $args = append $args (printf "--dashboard-addr=%s:%d" (ternary "0.0.0.0" "127.0.0.1" $d.listenAll) (int $d.port)) -}}
+{{- else -}}
+{{- $args = append $args "--dashboard=false" -}}
+{{- end -}}
 {{- range $c.extraArgs -}}
 {{- $args = append $args . -}}
 {{- end -}}
