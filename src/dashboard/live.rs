@@ -19,7 +19,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Frame;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::proxy::access_log::{Record, json_value};
+use crate::proxy::access_log::{Record, json_object};
 use crate::proxy::feed::{Feed, Watch};
 
 /// How often the `meta` event comes (it also keeps proxies from closing an
@@ -110,7 +110,9 @@ pub fn stream(watch: Watch, feed: Arc<Feed>, filter: Filter) -> UnsyncBoxBody<By
             tokio::select! {
                 received = s.watch.rx.recv() => match received {
                     Ok(record) if s.filter.matches(&record) => {
-                        let event = format!("event: request\ndata: {}\n\n", json_value(&record));
+                        let mut event = String::from("event: request\ndata: ");
+                        json_object(&record, &mut event);
+                        event.push_str("\n\n");
                         return Some((Ok(Frame::data(Bytes::from(event))), s));
                     }
                     Ok(_) => {}
