@@ -17,20 +17,6 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use support::*;
 
-/// An Ingress for `host` -> `svc` at `/` with the given annotations.
-fn annotated(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
-    let mut lines = String::from("metadata:\n  annotations:\n");
-    for (k, v) in annotations {
-        lines.push_str(&format!("    {k}: \"{v}\"\n"));
-    }
-    let base = ingress("default", name, host, &[("/", "Prefix", svc)]);
-    if annotations.is_empty() {
-        base
-    } else {
-        base.replacen("metadata:\n", &lines, 1)
-    }
-}
-
 const NGINX: &str = "nginx.ingress.kubernetes.io";
 
 fn manifests(dir: &std::path::Path, web: std::net::SocketAddr) {
@@ -122,12 +108,7 @@ async fn refused_and_malformed_annotations_take_out_only_their_ingress() {
         assert_eq!(resp.status, want, "{host}: {}", resp.body);
     }
 
-    let out = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = check_text(dir.path());
     for line in [
         "nginx.ingress.kubernetes.io/auth-snippet is refused",
         "nginx.ingress.kubernetes.io/configuration-snippet is refused",
@@ -578,9 +559,7 @@ async fn header_annotations_reach_the_backend_and_the_client() {
             "{host}"
         );
     }
-    let checked = run_bin(&["check", "--manifests", &dir.path().display().to_string()]);
-    let out = String::from_utf8_lossy(&checked.stdout).to_string()
-        + &String::from_utf8_lossy(&checked.stderr);
+    let out = check_text(dir.path());
     assert!(out.contains("ConfigMap default/nowhere not found"), "{out}");
     assert!(
         out.contains("the value of \"X-Bad\" is not printable ASCII"),

@@ -18,20 +18,6 @@ use hyper::body::{Frame, Incoming};
 use support::*;
 use tokio::sync::{Notify, mpsc};
 
-/// An Ingress for `host` -> `svc` at `/` with the given annotations.
-fn annotated(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
-    let mut lines = String::from("metadata:\n  annotations:\n");
-    for (k, v) in annotations {
-        lines.push_str(&format!("    {k}: \"{v}\"\n"));
-    }
-    let base = ingress("default", name, host, &[("/", "Prefix", svc)]);
-    if annotations.is_empty() {
-        base
-    } else {
-        base.replacen("metadata:\n", &lines, 1)
-    }
-}
-
 /// Text that compresses well but not trivially: 20 KiB of numbered lines.
 fn text(len: usize) -> Vec<u8> {
     let mut out = Vec::new();
@@ -549,12 +535,7 @@ async fn an_invalid_value_rejects_only_its_ingress() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = fetch(proxy.http_port, "GET", "on.local", "/text", &[]).await;
     assert_eq!(status, StatusCode::OK);
-    let out = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = check_text(dir.path());
     assert!(
         text.contains("ruststrom.io/compression: \"gzip, lzma\""),
         "{text}"

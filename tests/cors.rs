@@ -343,9 +343,7 @@ async fn bad_values_take_out_only_their_ingress() {
         let resp = get(proxy.http_port, &format!("{name}.local"), "/").await;
         assert_eq!(resp.status, StatusCode::NOT_FOUND, "{name}");
     }
-    let check = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&check.stdout).into_owned()
-        + &String::from_utf8_lossy(&check.stderr);
+    let text = check_text(dir.path());
     for (_, annotations) in &bad {
         let (name, value) = annotations[0];
         let line = format!("{name}: {value:?}");

@@ -23,19 +23,6 @@ use support::*;
 /// What the error Service was asked.
 type Seen = Arc<Mutex<Vec<(Method, String, HeaderMap)>>>;
 
-fn annotated(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
-    let mut lines = String::from("metadata:\n  annotations:\n");
-    for (k, v) in annotations {
-        lines.push_str(&format!("    {k}: \"{v}\"\n"));
-    }
-    let base = ingress("default", name, host, &[("/", "Prefix", svc)]);
-    if annotations.is_empty() {
-        base
-    } else {
-        base.replacen("metadata:\n", &lines, 1)
-    }
-}
-
 const ERRORS: &str = "nginx.ingress.kubernetes.io/custom-http-errors";
 const DEFAULT: &str = "nginx.ingress.kubernetes.io/default-backend";
 
@@ -341,12 +328,7 @@ async fn invalid_codes_or_an_unknown_service_reject_only_their_ingress() {
         let resp = ask(proxy.http_port, "GET", host, "/status/200").await;
         assert_eq!(resp.status, want, "{host}: {}", resp.body);
     }
-    let out = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = check_text(dir.path());
     for line in [
         "custom-http-errors: \"404,399\" has 399, which is not from 400 to 599",
         "default-backend: Service default/missing does not exist",

@@ -610,12 +610,7 @@ async fn bad_values_reject_only_their_ingress() {
         ),
     ];
     write(dir.path(), "routes.yaml", &docs(&parts));
-    let out = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = check_text(dir.path());
     for line in [
         "nginx.ingress.kubernetes.io/auth-url: \"ftp://auth/x\" does not start with http:// or https://",
         "uses $no_such_thing, which RustStrom does not know",

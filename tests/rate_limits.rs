@@ -371,9 +371,7 @@ async fn bad_values_take_out_only_their_ingress() {
         let resp = get(proxy.http_port, host, "/").await;
         assert_eq!(resp.status, StatusCode::NOT_FOUND, "{host}");
     }
-    let check = run_bin(&["check", "--manifests", dir.path().to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&check.stdout).into_owned()
-        + &String::from_utf8_lossy(&check.stderr);
+    let text = check_text(dir.path());
     for line in [
         "limit-rps: \"abc\"",
         "limit-rpm: \"-1\"",

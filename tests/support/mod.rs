@@ -366,6 +366,27 @@ pub fn slice(ns: &str, name: &str, svc: &str, port: u16) -> String {
     )
 }
 
+/// An Ingress in `default` for `host` -> `svc` at `/` (Prefix) with these
+/// annotations (whole keys; values in YAML double quotes).
+pub fn annotated(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> String {
+    let base = ingress("default", name, host, &[("/", "Prefix", svc)]);
+    if annotations.is_empty() {
+        return base;
+    }
+    let mut lines = String::from("metadata:\n  annotations:\n");
+    for (k, v) in annotations {
+        lines.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    base.replacen("metadata:\n", &lines, 1)
+}
+
+/// What `rust-strom check` says about a manifests folder, standard output
+/// and error together.
+pub fn check_text(dir: &Path) -> String {
+    let out = run_bin(&["check", "--manifests", &dir.display().to_string()]);
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 /// A Service and one EndpointSlice per backend address.
 pub fn backend_objects(ns: &str, svc: &str, addrs: &[SocketAddr]) -> String {
     let mut docs = vec![service(ns, svc)];
