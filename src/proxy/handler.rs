@@ -20,7 +20,9 @@ use super::access_log::{Pending, Trace, Upstream};
 use super::admission::{self, Admitted};
 use super::attempt;
 use super::body::{GaugeGuard, Tracked};
+use super::compress::Encoder;
 use super::error_page::{self, Intercept};
+use super::ext_auth::Granted;
 use super::headers::{self, ConnInfo};
 use super::redirect::{self, Decision};
 use super::upload::{Phase, Watch};
@@ -28,7 +30,9 @@ use super::{
     Proxy, ProxyError, compress, cookie, cors, features, route_redirect, source_range, upgrade,
 };
 use crate::balance::{hash_with, sticky_id};
-use crate::model::{BackendPolicy, Encodings, Endpoint, HashKey, normalize_host};
+use crate::model::{
+    BackendPolicy, Encodings, Endpoint, HashKey, RouteFeatures, Slot, normalize_host,
+};
 
 /// `Server` on every answer (no version: it only helps an attacker).
 static SERVER: HeaderValue = HeaderValue::from_static("rust-strom");
@@ -318,23 +322,15 @@ async fn forward(
         let Some(mut response) = error_page::fetch(proxy, intercept, status).await? else {
             return Ok(error_page::own(status));
         };
-        let status = response.status();
-        if let Some(features) = features.as_deref() {
-            features::response_headers(features, granted.as_ref(), status, response.headers_mut());
-        }
-        if let Some(id) = request_id {
-            response
-                .headers_mut()
-                .insert(headers::X_REQUEST_ID.clone(), id);
-        }
-        let encoder = compress.and_then(|c| compress::respond(c, status, response.headers_mut()));
-        return Ok(response.map(|body| {
-            let body = body.with_slot(slot);
-            Either::Left(match encoder {
-                Some(encoder) => body.compressed(encoder),
-                None => body,
-            })
-        }));
+        let encoder = last_headers(
+            response.status(),
+            response.headers_mut(),
+            features.as_deref(),
+            granted.as_ref(),
+            request_id,
+            compress,
+        );
+        return Ok(response.map(|body| outgoing(body, slot, encoder)));
     }
 
     let mut response = sent.response;
@@ -363,23 +359,48 @@ async fn forward(
     {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    if let Some(features) = features.as_deref() {
-        let status = response.status();
-        features::response_headers(features, granted.as_ref(), status, response.headers_mut());
+    let encoder = last_headers(
+        status,
+        response.headers_mut(),
+        features.as_deref(),
+        granted.as_ref(),
+        request_id,
+        compress,
+    );
+    Ok(response.map(|body| {
+        let body = Tracked::new(body, sent.in_flight, gauge, lease, read_timeout);
+        outgoing(body, slot, encoder)
+    }))
+}
+
+/// The headers a forwarded request's answer gets last: the route's
+/// response features, the request id, and compression's (which says
+/// whether the body is compressed).
+fn last_headers(
+    status: StatusCode,
+    head: &mut HeaderMap,
+    features: Option<&RouteFeatures>,
+    granted: Option<&Granted>,
+    request_id: Option<HeaderValue>,
+    compress: Option<compress::Asked>,
+) -> Option<Encoder> {
+    if let Some(features) = features {
+        features::response_headers(features, granted, status, head);
     }
     if let Some(id) = request_id {
-        response
-            .headers_mut()
-            .insert(headers::X_REQUEST_ID.clone(), id);
+        head.insert(headers::X_REQUEST_ID.clone(), id);
     }
-    let encoder = compress.and_then(|c| compress::respond(c, status, response.headers_mut()));
-    Ok(response.map(|body| {
-        let body = Tracked::new(body, sent.in_flight, gauge, lease, read_timeout).with_slot(slot);
-        Either::Left(match encoder {
-            Some(encoder) => body.compressed(encoder),
-            None => body,
-        })
-    }))
+    compress.and_then(|c| compress::respond(c, status, head))
+}
+
+/// The answer's body on its way out: holding the client's
+/// `limit-connections` slot, compressed when asked.
+fn outgoing(body: Tracked, slot: Option<Slot>, encoder: Option<Encoder>) -> ProxyBody {
+    let body = body.with_slot(slot);
+    Either::Left(match encoder {
+        Some(encoder) => body.compressed(encoder),
+        None => body,
+    })
 }
 
 /// How long each side may keep a request waiting for its response headers.
