@@ -8,44 +8,18 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use serde_json::Value;
-use support::tls::*;
 use support::*;
 use tokio::sync::mpsc;
 
-/// `web.local` (TLS) -> two echo backends under a LeastConnection policy,
-/// `fail.local` -> a backend answering 503, and an Ingress rejected for its
-/// path.
+/// The shop (see `support::shop`), its `web` Service under a
+/// LeastConnection policy.
 async fn manifests(dir: &std::path::Path) {
-    let web = [echo("web-1").await, echo("web-2").await];
-    let fail = backend(|_| async {
-        let mut resp = Response::new(full("down"));
-        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        resp
-    })
-    .await;
-    let cert = gen_cert(&["web.local"]);
-    let parts = vec![
-        tls_ingress(
-            "shop",
-            "web",
-            &["web.local"],
-            "web",
-            &[("ruststrom.io/ssl-redirect", "false")],
-            &[(&["web.local"], "web-tls")],
-        ),
-        tls_secret("shop", "web-tls", &cert),
-        backend_objects("shop", "web", &web),
-        ingress("shop", "fail", "fail.local", &[("/", "Prefix", "fail")]),
-        backend_objects("shop", "fail", &[fail]),
-        ingress("shop", "bad-path", "bad.local", &[("no-slash", "Prefix", "web")]),
-        "apiVersion: ruststrom.io/v1alpha1\nkind: BalancerPolicy\nmetadata: {name: web-lc, namespace: shop}\n\
-         spec:\n  targetRef: {group: \"\", kind: Service, name: web}\n  loadBalancer:\n    algorithm: LeastConnection\n"
-            .to_string(),
-    ];
-    write(dir, "routes.yaml", &docs(&parts));
+    let policy = "apiVersion: ruststrom.io/v1alpha1\nkind: BalancerPolicy\nmetadata: {name: web-lc, namespace: shop}\n\
+         spec:\n  targetRef: {group: \"\", kind: Service, name: web}\n  loadBalancer:\n    algorithm: LeastConnection\n";
+    support::shop::shop(dir, &[policy.to_string()]).await;
 }
 
 /// A dashboard GET, with extra headers.

@@ -16,45 +16,14 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use http::{Response, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
 use support::browser::{Browser, Page};
-use support::tls::*;
 use support::*;
 
-/// `web.local` (TLS) -> two echo backends, `fail.local` -> a backend
-/// answering 503, and an Ingress rejected for its path.
+/// The shop (see `support::shop`).
 async fn manifests(dir: &Path) -> Vec<String> {
-    let web = [echo("web-1").await, echo("web-2").await];
-    let fail = backend(|_| async {
-        let mut resp = Response::new(full("down"));
-        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        resp
-    })
-    .await;
-    let cert = gen_cert(&["web.local"]);
-    let parts = vec![
-        tls_ingress(
-            "shop",
-            "web",
-            &["web.local"],
-            "web",
-            &[("ruststrom.io/ssl-redirect", "false")],
-            &[(&["web.local"], "web-tls")],
-        ),
-        tls_secret("shop", "web-tls", &cert),
-        backend_objects("shop", "web", &web),
-        ingress("shop", "fail", "fail.local", &[("/", "Prefix", "fail")]),
-        backend_objects("shop", "fail", &[fail]),
-        ingress(
-            "shop",
-            "bad-path",
-            "bad.local",
-            &[("no-slash", "Prefix", "web")],
-        ),
-    ];
-    write(dir, "routes.yaml", &docs(&parts));
-    parts
+    support::shop::shop(dir, &[]).await
 }
 
 /// How many rows of the feed show `path` (rows hidden by a filter not

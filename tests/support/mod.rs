@@ -24,6 +24,7 @@ use tokio::sync::{Mutex, oneshot};
 use tokio::time::Instant;
 
 pub mod browser;
+pub mod shop;
 pub mod tls;
 
 /// Upper bound for anything a test waits for: a hang fails, it never blocks.
