@@ -162,17 +162,7 @@ impl ProxyError {
             ProxyError::ClientBody(ClientFault::TooLarge) => "the request body is too large",
             ProxyError::ClientBody(_) => "the request body was broken",
         };
-        let body = format!(
-            "{} {}: {text}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        );
-        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        let mut resp = page(status, Some(text));
         match self {
             ProxyError::Unauthorized(challenge) => {
                 resp.headers_mut()
@@ -203,4 +193,21 @@ impl ProxyError {
         }
         resp
     }
+}
+
+/// A short plain-text page the proxy answers itself: the status, and what
+/// happened when `detail` says.
+pub fn page(status: StatusCode, detail: Option<&str>) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = match detail {
+        Some(text) => format!("{} {reason}: {text}\n", status.as_u16()),
+        None => format!("{} {reason}\n", status.as_u16()),
+    };
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }

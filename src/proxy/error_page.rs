@@ -13,10 +13,9 @@
 //! error pages either); when there is no error backend, or it has no
 //! endpoint, the proxy's own short page with the original status.
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use std::sync::Arc;
 
 use super::attempt::{self, Failed};
@@ -186,16 +185,5 @@ pub fn failure(backend: &Backend, failed: Failed) -> ProxyError {
 /// The proxy's own page for `status`, without the backend's body (nothing
 /// of what it said leaks).
 pub fn own(status: StatusCode) -> Response<ProxyBody> {
-    let body = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    super::error::page(status, None)
 }
