@@ -220,10 +220,15 @@ pub async fn serve(
         auth: proxy::ext_auth::AuthClient::default(),
     });
     let grace = settings.shutdown_grace;
+    let records = proxy.records.clone();
     tokio::join!(
         proxy::listener::serve(http, proxy.clone(), shutdown.clone(), grace, None),
         proxy::listener::serve(https, proxy, shutdown, grace, Some(acceptor)),
     );
+    // Every request is answered: the access log's last lines go out.
+    if let Some(log) = records.log.clone() {
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
     admin_task.abort();
     for task in dashboard_tasks {
         task.abort();

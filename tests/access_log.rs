@@ -199,3 +199,26 @@ async fn text_lines_follow_ingress_nginx_and_off_writes_none() {
         quiet.stdout_lines()
     );
 }
+
+// The writer batches lines; none is lost when the proxy stops gracefully
+// (the unit test `close_writes_out_what_is_queued` pins the close itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_lines_are_written_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    manifests(dir.path()).await;
+    let mut proxy = start(dir.path(), "json").await;
+    for i in 0..20 {
+        let path = format!("/last/{i}");
+        assert_eq!(
+            get(proxy.http_port, "web.local", &path).await.status,
+            StatusCode::OK
+        );
+    }
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(10)).await.is_some());
+    // The reader thread collects what the process wrote before it exited.
+    wait_until(Duration::from_secs(5), "20 lines", || async {
+        proxy.stdout_lines().len() == 20
+    })
+    .await;
+}
