@@ -62,6 +62,27 @@ pub struct Trace {
     pub upload: Option<Arc<Watch>>,
 }
 
+/// The most of a path, a user agent or a referer a record keeps: a queue
+/// full of records holding 64 KiB heads (the output stalled, a client
+/// sending long ones) would otherwise hold a gigabyte.
+const MAX_FIELD: usize = 1024;
+
+fn bounded_path(path: &str) -> String {
+    let mut end = path.len().min(MAX_FIELD);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    path[..end].to_string()
+}
+
+/// A copy of at most [`MAX_FIELD`] bytes (a clone would share, and keep
+/// alive, the whole request head's buffer).
+fn bounded(value: &HeaderValue) -> HeaderValue {
+    let bytes = value.as_bytes();
+    let cut = &bytes[..bytes.len().min(MAX_FIELD)];
+    HeaderValue::from_bytes(cut).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
 /// Records waiting to be written; beyond this they are dropped.
 const QUEUE: usize = 16 * 1024;
 
@@ -206,7 +227,7 @@ impl Pending {
                 client,
                 method: req.method().clone(),
                 host,
-                path: req.uri().path().to_string(),
+                path: bounded_path(req.uri().path()),
                 version: req.version(),
                 status: 0,
                 bytes_in: 0,
@@ -218,8 +239,8 @@ impl Pending {
                 ingress: None,
                 backend: None,
                 tls,
-                user_agent: headers.get(http::header::USER_AGENT).cloned(),
-                referer: headers.get(http::header::REFERER).cloned(),
+                user_agent: headers.get(http::header::USER_AGENT).map(bounded),
+                referer: headers.get(http::header::REFERER).map(bounded),
             },
             started,
             upload: None,
@@ -641,6 +662,23 @@ mod tests {
         log.log(Arc::new(record()));
         log.log(Arc::new(record()));
         assert_eq!(dropped.get(), 2);
+    }
+
+    #[test]
+    fn long_fields_are_cut_so_a_full_queue_stays_small() {
+        let path = format!("/{}", "é".repeat(2000));
+        let cut = bounded_path(&path);
+        assert!(
+            cut.len() <= MAX_FIELD && cut.len() > MAX_FIELD - 2,
+            "{}",
+            cut.len()
+        );
+        assert!(path.starts_with(&cut));
+        assert_eq!(bounded_path("/short"), "/short");
+        let agent = HeaderValue::from_str(&"a".repeat(60_000)).unwrap();
+        assert_eq!(bounded(&agent).len(), MAX_FIELD);
+        let small = HeaderValue::from_static("curl/8");
+        assert_eq!(bounded(&small), small);
     }
 
     #[test]
