@@ -650,3 +650,58 @@ async fn the_demo_serves_demo_local_over_https() {
     let generated = presented(https, None).await;
     assert_ne!(presented(https, Some("demo.local")).await, generated);
 }
+
+/// `server-alias`: the alias names are served by the host's routes, over
+/// HTTPS with the host's certificate (as nginx serves them from the host's
+/// `server` block), and plain HTTP to them is redirected like the host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_alias_names_are_served_with_the_host_routes_and_certificate() {
+    let cert = gen_cert(&["shop.tls.local", "shop.alias.local", "*.alias.local"]);
+    let other = gen_cert(&["own.alias.local"]);
+    let (_dir, proxy, https) = serve(
+        &[
+            tls_secret("tls", "shop-tls", &cert),
+            tls_secret("tls", "own-tls", &other),
+            tls_ingress(
+                "tls",
+                "shop",
+                &["shop.tls.local"],
+                "web",
+                &[(
+                    "nginx.ingress.kubernetes.io/server-alias",
+                    "shop.alias.local,*.alias.local,own.alias.local",
+                )],
+                // An alias name with TLS of its own keeps its certificate.
+                &[
+                    (&["shop.tls.local"], "shop-tls"),
+                    (&["own.alias.local"], "own-tls"),
+                ],
+            ),
+        ],
+        &[],
+    )
+    .await;
+    for name in ["shop.alias.local", "x.alias.local"] {
+        assert_eq!(presented(https, Some(name)).await, cert.der, "{name}");
+        let resp = https_get(https, name, "/hello").await;
+        assert_eq!(resp.status, StatusCode::OK, "{name}: {}", resp.body);
+        assert_eq!(resp.backend(), Some("web"), "{name}");
+        assert_eq!(resp.echoed_host(), Some(name), "{name}");
+        // Plain HTTP to the alias follows the host's TLS: redirected.
+        let plain = get(proxy.http_port, name, "/hello").await;
+        assert_eq!(plain.status, StatusCode::PERMANENT_REDIRECT, "{name}");
+        let location = plain.headers.get("location").unwrap().to_str().unwrap();
+        assert!(
+            location.starts_with(&format!("https://{name}")),
+            "{location}"
+        );
+    }
+    assert_eq!(presented(https, Some("own.alias.local")).await, other.der);
+    let resp = https_get(https, "own.alias.local", "/hello").await;
+    assert_eq!(resp.backend(), Some("web"));
+    // Names that are no alias get neither the certificate nor the routes.
+    assert_ne!(presented(https, Some("unknown.local")).await, cert.der);
+    // A name that is no alias is not served by the host.
+    let resp = get(proxy.http_port, "other.local", "/hello").await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+}

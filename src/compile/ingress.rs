@@ -91,6 +91,7 @@ pub(super) fn add(
     let https = annotations.https;
     let features = annotations.features;
     let from_to_www = annotations.from_to_www;
+    let aliases = annotations.aliases;
     let source = key.to_string();
 
     if let Some(default) = spec.and_then(|s| s.default_backend.as_ref()) {
@@ -114,7 +115,21 @@ pub(super) fn add(
     }
 
     let mut www_done = Vec::new();
+    let mut aliases_done = Vec::new();
     for rule in rules {
+        if !aliases.is_empty()
+            && let HostMatch::Exact(name) = &rule.host
+            && !aliases_done.contains(name)
+        {
+            if let Err(kept) = builder.add_aliases(name, &aliases, &source) {
+                problems.push(Problem::warning(
+                    KIND,
+                    key,
+                    format!("server-alias for {name} ignored: the older Ingress {kept} already gives it aliases"),
+                ));
+            }
+            aliases_done.push(name.clone());
+        }
         if from_to_www
             && let HostMatch::Exact(name) = &rule.host
             && !www_done.contains(name)
@@ -149,11 +164,16 @@ pub(super) fn add(
 
 /// The hosts whose routes a valid Ingress adds to, once per rule path;
 /// `None` when it is invalid (rejected whole, it adds nothing).
-/// With `from-to-www-redirect`, the other name of each host too.
+/// With `from-to-www-redirect`, the other name of each host too; with
+/// `server-alias`, its names.
 pub(super) fn rule_hosts(ingress: &Ingress) -> Option<Vec<HostMatch>> {
     let rules = validate(ingress).ok()?;
-    let www = super::annotations::mentions_from_to_www(ingress.metadata.annotations.as_ref());
-    let mut hosts = Vec::new();
+    let annotations = ingress.metadata.annotations.as_ref();
+    let www = super::annotations::mentions_from_to_www(annotations);
+    let mut hosts: Vec<HostMatch> = super::annotations::mentioned_aliases(annotations)
+        .iter()
+        .map(|name| HostMatch::from_rule(Some(name)))
+        .collect();
     for rule in rules {
         if www
             && let HostMatch::Exact(name) = &rule.host

@@ -43,6 +43,10 @@ pub struct HostRoutes {
     /// requests are redirected to this host (the same name with or without
     /// `www.`).
     www: Option<Arc<str>>,
+    /// `server-alias`: this name has no routes of its own, and is served by
+    /// the routes (and certificate) of this exact host, looked up at
+    /// request time so that it follows every change of that host.
+    alias_of: Option<Arc<str>>,
 }
 
 /// An immutable, fully resolved routing table. Lookup cost depends on the
@@ -60,6 +64,8 @@ pub struct RoutingTable {
     /// Some exact host may be a `from-to-www-redirect` name: only then does
     /// a request look for one.
     has_www: bool,
+    /// Some host entry may be a `server-alias` name.
+    has_alias: bool,
 }
 
 /// Builds a table; refuses a rule that takes a host and path already taken
@@ -75,6 +81,11 @@ pub struct TableBuilder {
     /// `from-to-www-redirect` names and their targets, first come first
     /// served; dropped at build for names that have routes.
     www: HashMap<String, String>,
+    /// `server-alias` names and the exact host each serves, first come
+    /// first served; dropped at build for names that have routes.
+    aliases: HashMap<HostMatch, String>,
+    /// The hosts whose aliases an Ingress has set, and which Ingress.
+    aliased: HashMap<String, String>,
 }
 
 // === impl HostRoutes ===
@@ -109,6 +120,7 @@ impl HostRoutes {
         copy.map(|routes| HostRoutes {
             routes: routes.into(),
             www: self.www.clone(),
+            alias_of: self.alias_of.clone(),
         })
     }
 }
@@ -167,17 +179,62 @@ impl RoutingTable {
     /// Order: the exact host's rules, then the wildcard covering it, then the
     /// rules without host, then the default backend.
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
-        if let Some(route) = self.exact.get(host).and_then(|h| h.find(path)) {
+        if let Some(route) = self
+            .exact
+            .get(host)
+            .and_then(|h| self.aliased(h).find(path))
+        {
             return Some(route);
         }
         if !self.wildcard.is_empty()
             && let Some(route) = wildcard_suffix(host)
                 .and_then(|s| self.wildcard.get(s))
-                .and_then(|h| h.find(path))
+                .and_then(|h| self.aliased(h).find(path))
         {
             return Some(route);
         }
         self.any.find(path).or(self.default_backend.as_ref())
+    }
+
+    /// The routes a host entry stands for: its own, or for a `server-alias`
+    /// name those of the host it is an alias of.
+    fn aliased<'t>(&'t self, entry: &'t HostRoutes) -> &'t HostRoutes {
+        match &entry.alias_of {
+            Some(target) if self.has_alias => self.exact.get(&**target).unwrap_or(entry),
+            _ => entry,
+        }
+    }
+
+    /// The host whose TLS settings a normalized request host uses: the host
+    /// a `server-alias` name stands for, else the name itself.
+    pub fn tls_host<'a>(&'a self, host: &'a str) -> &'a str {
+        if !self.has_alias {
+            return host;
+        }
+        let entry = self.exact.get(host).or_else(|| {
+            wildcard_suffix(host)
+                .and_then(|s| self.wildcard.get(s))
+                .filter(|h| h.alias_of.is_some())
+        });
+        entry.and_then(|h| h.alias_of.as_deref()).unwrap_or(host)
+    }
+
+    /// Every `server-alias` name and the host it stands for, sorted.
+    pub fn aliases(&self) -> Vec<(HostMatch, &str)> {
+        let exact = self
+            .exact
+            .iter()
+            .map(|(name, h)| (HostMatch::Exact(name.to_string()), h));
+        let wildcard = self
+            .wildcard
+            .iter()
+            .map(|(suffix, h)| (HostMatch::Wildcard(suffix.to_string()), h));
+        let mut out: Vec<(HostMatch, &str)> = exact
+            .chain(wildcard)
+            .filter_map(|(name, h)| Some((name, h.alias_of.as_deref()?)))
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     pub fn default_backend(&self) -> Option<&Route> {
@@ -292,6 +349,7 @@ impl RoutingTable {
             default_backend,
             tls: self.tls.clone(),
             has_www: self.has_www,
+            has_alias: self.has_alias,
         }
     }
 
@@ -344,6 +402,7 @@ impl RoutingTable {
             // Conservative: a stale `true` costs one lookup, never a wrong
             // answer.
             has_www: self.has_www || from.has_www,
+            has_alias: self.has_alias || from.has_alias,
         }
     }
 
@@ -444,6 +503,31 @@ impl TableBuilder {
             .or_insert_with(|| to.to_string());
     }
 
+    /// Makes `names` more names of the exact host `host`, for
+    /// `server-alias`. As in ingress-nginx the first Ingress to give a host
+    /// aliases keeps them (`Err` names it when another asks later), and a
+    /// name is an alias of the first host that claims it.
+    pub fn add_aliases(
+        &mut self,
+        host: &str,
+        names: &[String],
+        source: &str,
+    ) -> Result<(), String> {
+        match self.aliased.get(host) {
+            Some(owner) if owner != source => return Err(owner.clone()),
+            Some(_) => {}
+            None => {
+                self.aliased.insert(host.to_string(), source.to_string());
+            }
+        }
+        for name in names.iter().filter(|n| n.as_str() != host) {
+            self.aliases
+                .entry(HostMatch::from_rule(Some(name)))
+                .or_insert_with(|| host.to_string());
+        }
+        Ok(())
+    }
+
     /// Sets the TLS part, compiled beside the routes.
     pub fn set_tls(&mut self, tls: TlsTable) {
         self.tls = tls;
@@ -456,37 +540,69 @@ impl TableBuilder {
             .into_iter()
             .filter(|(from, _)| !self.exact.contains_key(from))
             .collect();
+        // Likewise for aliases; and an alias of a host without routes
+        // would serve nothing.
+        let aliases: Vec<(HostMatch, String)> = std::mem::take(&mut self.aliases)
+            .into_iter()
+            .filter(|(name, target)| {
+                let taken = match name {
+                    HostMatch::Exact(n) => self.exact.contains_key(n),
+                    HostMatch::Wildcard(s) => self.wildcard.contains_key(s),
+                    HostMatch::Any => true,
+                };
+                !taken && self.exact.contains_key(target)
+            })
+            .collect();
         let hosts = |map: HashMap<String, Vec<Route>>| -> HashMap<Arc<str>, HostRoutes> {
             map.into_iter()
                 .map(|(host, routes)| {
                     let routes = HostRoutes {
                         routes: routes.into(),
                         www: None,
+                        alias_of: None,
                     };
                     (Arc::from(host), routes)
                 })
                 .collect()
         };
         let mut exact = hosts(self.exact);
+        let mut wildcard = hosts(self.wildcard);
+        let has_alias = !aliases.is_empty();
+        for (name, target) in aliases {
+            let entry = HostRoutes {
+                routes: Arc::from([]),
+                www: None,
+                alias_of: Some(Arc::from(target)),
+            };
+            match name {
+                HostMatch::Exact(n) => exact.insert(Arc::from(n), entry),
+                HostMatch::Wildcard(s) => wildcard.insert(Arc::from(s), entry),
+                HostMatch::Any => None,
+            };
+        }
         let has_www = !www.is_empty();
         for (from, to) in www {
             let entry = HostRoutes {
                 routes: Arc::from([]),
                 www: Some(Arc::from(to)),
+                alias_of: None,
             };
-            exact.insert(Arc::from(from), entry);
+            // An alias keeps its name: it is a name of a served host.
+            exact.entry(Arc::from(from)).or_insert(entry);
         }
         RoutingTable {
             generation: self.generation,
             exact,
-            wildcard: hosts(self.wildcard),
+            wildcard,
             any: HostRoutes {
                 routes: self.any.into(),
                 www: None,
+                alias_of: None,
             },
             default_backend: self.default_backend,
             tls: Arc::new(self.tls),
             has_www,
+            has_alias,
         }
     }
 }

@@ -146,7 +146,9 @@ async fn forward(
         {
             return Ok(answer);
         }
-        match redirect::decide(conn, req.headers(), &host_name, &route.https, table.tls()) {
+        // A `server-alias` name follows its host's TLS settings.
+        let tls_host = table.tls_host(&host_name);
+        match redirect::decide(conn, req.headers(), tls_host, &route.https, table.tls()) {
             Decision::Redirect => {
                 return redirect::to_https(&host_name, req.uri(), proxy.https.redirect_port).ok_or(
                     ProxyError::BadRequest("the host cannot be redirected to HTTPS"),

@@ -61,7 +61,13 @@ impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name().map(normalize_host);
         let table = self.table.load();
-        let found = table.tls().certificate(name.as_deref());
+        // A `server-alias` name without TLS of its own is served with its
+        // host's certificate, as nginx serves it from that host's server.
+        let name = name.as_deref().map(|n| match table.tls().has_tls(n) {
+            true => n,
+            false => table.tls_host(n),
+        });
+        let found = table.tls().certificate(name);
         Some(found.unwrap_or(&self.generated).clone())
     }
 }

@@ -376,8 +376,8 @@ pub const KNOWN: &[Known] = &[
     n("proxy-redirect-to", Refused, HEADERS),
     n(
         "server-alias",
-        Refused,
-        "extra host names are not implemented; those hosts would not be served as asked",
+        Honoured,
+        "more names for the Ingress's hosts, served by all of those hosts' routes; never a name an Ingress has rules for",
     ),
     // Source ranges and limits.
     n(

@@ -58,6 +58,9 @@ pub(super) struct Parsed {
     /// `default-backend`: the annotation's key and the Service it names,
     /// resolved by the caller.
     pub(super) default_backend: Option<(String, String)>,
+    /// `server-alias`: more names for the Ingress's hosts, sorted, each
+    /// once.
+    pub(super) aliases: Vec<String>,
 }
 
 /// Checks every annotation and parses the honoured ones, reading the
@@ -155,6 +158,9 @@ pub(super) fn parse(
         notices,
         from_to_www: read.bool("from-to-www-redirect")?.unwrap_or(false),
         default_backend,
+        aliases: read
+            .parse("server-alias", server_aliases)?
+            .unwrap_or_default(),
     })
 }
 
@@ -235,6 +241,45 @@ pub(super) fn mentions_from_to_www(annotations: Option<&BTreeMap<String, String>
             || a.contains_key(&format!("{NGINX}from-to-www-redirect"))
     })
 }
+
+/// The `server-alias` names of an Ingress, whatever their value's faults
+/// (unparsable names are left out): the incremental compile counts them as
+/// hosts it may add to. More is harmless there.
+pub(super) fn mentioned_aliases(annotations: Option<&BTreeMap<String, String>>) -> Vec<String> {
+    let Some(annotations) = annotations else {
+        return Vec::new();
+    };
+    let read = Reader { annotations };
+    read.get("server-alias")
+        .map(|(_, value)| {
+            value
+                .split(',')
+                .map(|name| name.trim().to_ascii_lowercase())
+                .filter(|name| super::ingress::validate_host(name).is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `server-alias`: comma-separated host names (`*.` wildcards too), as the
+/// rules' hosts are checked; duplicates and empty items dropped, sorted, as
+/// ingress-nginx does.
+fn server_aliases(value: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        super::ingress::validate_host(name).map_err(|why| format!("{name:?} {why}"))?;
+        names.push(name.to_ascii_lowercase());
+    }
+    if names.len() > MAX_ALIASES {
+        return Err(format!("at most {MAX_ALIASES} names"));
+    }
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
+}
+
+/// Bounds what one annotation can add to the host index.
+const MAX_ALIASES: usize = 100;
 
 /// The other name of a `from-to-www-redirect` host: without `www.` when it
 /// has it, with it otherwise. `None` when that is not a valid host name.

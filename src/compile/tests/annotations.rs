@@ -326,3 +326,79 @@ fn basic_auth_reads_its_secret_and_rejects_what_it_cannot_verify() {
     // No hash in any message.
     assert!(c.problems.iter().all(|p| !p.message.contains("hunter2")));
 }
+
+#[test]
+fn server_alias_serves_the_host_routes_unless_the_name_has_rules() {
+    let alias = "nginx.ingress.kubernetes.io/server-alias";
+    let objects = [
+        backends("shop", &["web", "api", "other"]),
+        vec![
+            mk_ingress("shop", "main")
+                .created("2024-01-01T00:00:00Z")
+                .annotate(
+                    alias,
+                    "shop.example, *.shop.example ,taken.example,, shop.example",
+                )
+                .rule(Some("shop.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+            // A second Ingress on the host: its routes are the alias's too.
+            mk_ingress("shop", "api")
+                .created("2024-01-02T00:00:00Z")
+                .rule(Some("shop.com"), &[("/api", "Prefix", "api", "80")])
+                .build(),
+            // A name with rules is served by them.
+            mk_ingress("shop", "owner")
+                .created("2024-01-03T00:00:00Z")
+                .rule(Some("taken.example"), &[("/", "Prefix", "other", "80")])
+                .build(),
+            // The host already has aliases from an older Ingress.
+            mk_ingress("shop", "late")
+                .created("2024-01-04T00:00:00Z")
+                .annotate(alias, "late.example")
+                .rule(Some("shop.com"), &[("/late", "Prefix", "web", "80")])
+                .build(),
+            mk_ingress("shop", "bad")
+                .annotate(alias, "ok.example,not a host")
+                .rule(Some("bad.com"), &[("/", "Prefix", "web", "80")])
+                .build(),
+        ],
+    ]
+    .concat();
+    let c = run(&objects);
+    expect_problems(
+        &c,
+        &[
+            (
+                Severity::Warning,
+                "shop/late",
+                "server-alias for shop.com ignored: the older Ingress shop/main",
+            ),
+            (
+                Severity::Rejected,
+                "shop/bad",
+                "server-alias: \"ok.example,not a host\"",
+            ),
+        ],
+    );
+    check_routes(
+        &c,
+        &[
+            ("shop.example", "/", Some("shop/web:80")),
+            ("shop.example", "/api/v1", Some("shop/api:80")),
+            ("a.shop.example", "/api", Some("shop/api:80")),
+            ("taken.example", "/", Some("shop/other:80")),
+            ("late.example", "/", None),
+            ("ok.example", "/", None),
+        ],
+    );
+    assert_eq!(
+        c.table
+            .aliases()
+            .iter()
+            .map(|(name, to)| format!("{name} -> {to}"))
+            .collect::<Vec<_>>(),
+        ["shop.example -> shop.com", "*.shop.example -> shop.com"]
+    );
+    assert_eq!(c.table.tls_host("a.shop.example"), "shop.com");
+    assert_eq!(c.table.tls_host("taken.example"), "taken.example");
+}

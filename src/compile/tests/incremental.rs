@@ -32,6 +32,16 @@ const HOSTS: [Option<&str>; 10] = [
     Some("www.c.y.test"),
     Some("bad_host"),
 ];
+/// `server-alias` values: names of their own, rule hosts, and one that
+/// does not parse.
+const ALIASES: [Option<&str>; 6] = [
+    None,
+    None,
+    Some("alias.test, *.alias.test"),
+    Some("b.x.test"),
+    Some("www.c.y.test,alias.test"),
+    Some("bad_alias"),
+];
 const PATHS: [&str; 5] = ["/", "/a", "/a/b", "/a/", "/c"];
 /// Path types; an empty one (invalid: the Ingress is rejected) is rare.
 const TYPES: [&str; 10] = [
@@ -96,6 +106,8 @@ struct Spec {
     features: Option<(&'static str, &'static str)>,
     /// `from-to-www-redirect: "true"`.
     www: bool,
+    /// `server-alias`.
+    alias: Option<&'static str>,
 }
 
 /// One change to the snapshot.
@@ -141,9 +153,10 @@ fn spec() -> impl Strategy<Value = Spec> {
         select(HSTS_VALUES.to_vec()),
         select(FEATURES.to_vec()),
         prop::bool::weighted(0.3),
+        select(ALIASES.to_vec()),
     )
         .prop_map(
-            |(created, ours, rules, default, tls, hsts, features, www)| Spec {
+            |(created, ours, rules, default, tls, hsts, features, www, alias)| Spec {
                 created,
                 ours,
                 rules,
@@ -152,6 +165,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 hsts,
                 features,
                 www,
+                alias,
             },
         )
 }
@@ -200,6 +214,9 @@ fn mk(name: usize, spec: &Spec) -> Object {
     }
     if spec.www {
         ing = ing.annotate("nginx.ingress.kubernetes.io/from-to-www-redirect", "true");
+    }
+    if let Some(alias) = spec.alias {
+        ing = ing.annotate("nginx.ingress.kubernetes.io/server-alias", alias);
     }
     ing.build()
 }
@@ -362,6 +379,12 @@ fn describe(table: &RoutingTable) -> Vec<String> {
             .www_redirects()
             .into_iter()
             .map(|(from, to)| format!("www {from} -> {to}")),
+    );
+    out.extend(
+        table
+            .aliases()
+            .into_iter()
+            .map(|(name, to)| format!("alias {name} -> {to}")),
     );
     let tls = table.tls();
     for (host, t) in tls.hosts() {
