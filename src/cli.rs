@@ -160,6 +160,11 @@ pub struct LimitArgs {
     /// [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub compression: Option<bool>,
+    /// Peers in --trusted-proxies (a load balancer) must open each
+    /// connection with a PROXY protocol header (v1 or v2) giving the
+    /// client's address; others must not send one [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub proxy_protocol: Option<bool>,
 }
 
 /// Flags for cluster mode (no `--manifests`): where the API server is, what

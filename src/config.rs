@@ -155,6 +155,7 @@ pub struct FileConfig {
     pub encoded_slashes: Option<EncodedSlashes>,
     pub server_header: Option<bool>,
     pub compression: Option<bool>,
+    pub proxy_protocol: Option<bool>,
     pub ingress_class: Option<String>,
     pub watch_ingress_without_class: Option<bool>,
     pub allow_external_name: Option<bool>,
@@ -296,8 +297,18 @@ impl Settings {
                 })?,
             (None, None) => Vec::new(),
         };
+        let limits = limits(&args.limits, &file)?;
+        // Fail closed: with no trusted peer, no header would ever be taken,
+        // and the flag would silently do nothing.
+        if limits.proxy_protocol && trusted_proxies.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "proxy-protocol",
+                reason: "needs trusted-proxies: the load balancers whose headers are believed"
+                    .into(),
+            });
+        }
         Ok(Self {
-            limits: limits(&args.limits, &file)?,
+            limits,
             compile: compile_options(&args.compile, &file, manifests.is_some())?,
             cluster: cluster_settings(&args.cluster, &file)?,
             manifests,
@@ -430,6 +441,10 @@ fn limits(args: &LimitArgs, file: &FileConfig) -> Result<Limits, ConfigError> {
             .compression
             .or(file.compression)
             .unwrap_or(d.compression),
+        proxy_protocol: args
+            .proxy_protocol
+            .or(file.proxy_protocol)
+            .unwrap_or(d.proxy_protocol),
     })
 }
 
@@ -691,6 +706,21 @@ mod tests {
         std::fs::write(&file, "dashboard = false\n").unwrap();
         let s = settings(&["-c", file.to_str().unwrap()]).unwrap();
         assert_eq!(s.dashboard_addr, None);
+    }
+
+    #[test]
+    fn proxy_protocol_needs_trusted_proxies() {
+        let err = settings(&["--proxy-protocol"]).unwrap_err().to_string();
+        assert!(
+            err.contains("proxy-protocol: needs trusted-proxies"),
+            "{err}"
+        );
+        let s = settings(&["--proxy-protocol", "--trusted-proxies", "10.0.0.0/8"]).unwrap();
+        assert!(s.limits.proxy_protocol);
+        assert!(
+            !settings(&[]).unwrap().limits.proxy_protocol,
+            "off by default"
+        );
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //!   (cluster mode), else 0; no replica at 1 means no status is written.
 //! - `tls_handshakes_total`, `tls_handshake_errors_total{reason}` (reasons
 //!   in [`HANDSHAKE_ERROR_REASONS`]): the HTTPS listener.
+//! - `proxy_protocol_connections_total` and
+//!   `proxy_protocol_errors_total{reason}` (reasons `missing`, `malformed`,
+//!   `untrusted`, `timeout`, `closed`): `--proxy-protocol` headers taken,
+//!   and connections closed before HTTP for want of a good one.
 //! - `client_errors_total{reason}` (reasons in [`CLIENT_ERROR_REASONS`]):
 //!   requests refused for the client's own fault, never counted against a
 //!   backend; `connections_max`, `accept_paused_total` and
@@ -118,6 +122,8 @@ pub struct Metrics {
     pub sync_duration: Histogram,
     pub tls_handshakes: IntCounter,
     tls_handshake_errors: IntCounterVec,
+    pub proxy_protocol_headers: IntCounter,
+    proxy_protocol_errors: IntCounterVec,
     certificate_expiry: IntGaugeVec,
     rate_limited: IntCounterVec,
     rate_limit_clients: IntGauge,
@@ -231,6 +237,17 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            proxy_protocol_headers: IntCounter::new(
+                "proxy_protocol_connections_total",
+                "Connections whose client address came from a PROXY protocol header",
+            )?,
+            proxy_protocol_errors: IntCounterVec::new(
+                Opts::new(
+                    "proxy_protocol_errors_total",
+                    "Connections closed before HTTP for want of a good PROXY protocol header, by reason",
+                ),
+                &["reason"],
+            )?,
             certificate_expiry: IntGaugeVec::new(
                 Opts::new(
                     "tls_certificate_expiry_timestamp_seconds",
@@ -275,6 +292,10 @@ impl Metrics {
         for reason in HANDSHAKE_ERROR_REASONS {
             m.tls_handshake_errors.with_label_values(&[reason]);
         }
+        for refused in crate::proxy::proxy_protocol::Refused::ALL {
+            m.proxy_protocol_errors
+                .with_label_values(&[refused.reason()]);
+        }
         for reason in CLIENT_ERROR_REASONS {
             m.client_errors.with_label_values(&[reason]);
         }
@@ -288,7 +309,7 @@ impl Metrics {
     }
 
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 29] = [
             Box::new(self.requests_total.clone()),
             Box::new(self.request_duration.clone()),
             Box::new(self.status_codes.clone()),
@@ -310,6 +331,8 @@ impl Metrics {
             Box::new(self.sync_duration.clone()),
             Box::new(self.tls_handshakes.clone()),
             Box::new(self.tls_handshake_errors.clone()),
+            Box::new(self.proxy_protocol_headers.clone()),
+            Box::new(self.proxy_protocol_errors.clone()),
             Box::new(self.certificate_expiry.clone()),
             Box::new(self.rate_limited.clone()),
             Box::new(self.rate_limit_clients.clone()),
@@ -400,6 +423,12 @@ impl Metrics {
 
     pub fn count_handshake_error(&self, reason: &'static str) {
         self.tls_handshake_errors.with_label_values(&[reason]).inc();
+    }
+
+    pub fn count_proxy_protocol_error(&self, reason: &'static str) {
+        self.proxy_protocol_errors
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// Keeps one `tls_certificate_expiry_timestamp_seconds` series per

@@ -59,6 +59,9 @@ pub struct Limits {
     /// Compress answers on routes whose Ingress does not say
     /// (`ruststrom.io/compression`); off as ingress-nginx's `use-gzip`.
     pub compression: bool,
+    /// `--proxy-protocol`: peers in `--trusted-proxies` must open with a
+    /// PROXY protocol header, and other peers must not.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Limits {
@@ -77,6 +80,7 @@ impl Default for Limits {
             encoded_slashes: EncodedSlashes::Keep,
             server_header: true,
             compression: false,
+            proxy_protocol: false,
         }
     }
 }

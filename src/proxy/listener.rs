@@ -4,9 +4,11 @@
 //! handshake happens in the connection's task, never in the loop.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -21,6 +23,7 @@ use super::conn::{Activity, Answer, StallGuard};
 use super::handler::handle;
 use super::headers::ConnInfo;
 use super::limits::Limits;
+use super::proxy_protocol::{self, Prefixed};
 use crate::shutdown::Shutdown;
 
 /// After an accept error (out of file descriptors, say), wait a little
@@ -125,20 +128,21 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let stream = StallGuard::new(stream, proxy.limits.client_send_timeout);
-        let mut conn = ConnInfo::new(peer, local, proto);
-        conn.trusted = proxy.https.is_trusted(peer.ip());
         let active = ActiveConnection::open(&proxy, permit);
         let proxy = proxy.clone();
         let builders = builders.clone();
         let shutdown = shutdown.clone();
-        let Some(acceptor) = tls.clone() else {
-            tokio::spawn(async move {
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let Some((stream, conn)) = arrive(stream, peer, local, proto, &proxy).await else {
+                drop(active);
+                return;
+            };
+            let Some(acceptor) = tls else {
                 serve_connection(stream, conn, proxy, &builders.auto, shutdown).await;
                 drop(active);
-            });
-            continue;
-        };
-        tokio::spawn(async move {
+                return;
+            };
             let limit = proxy.limits.tls_handshake_timeout;
             let handshake =
                 super::tls::handshake(&acceptor, stream, limit, &proxy.metrics, shutdown.clone());
@@ -166,6 +170,49 @@ pub async fn serve(
     tokio::select! {
         () = drained => tracing::info!(%local, "all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!(%local, ?grace, "shutdown grace elapsed with connections still open"),
+    }
+}
+
+/// The connection's client: its peer, or with `--proxy-protocol` the
+/// address a trusted peer's header gives (the bytes read past the header
+/// are given back through [`Prefixed`]). `None` when the connection is
+/// refused.
+async fn arrive<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proto: &'static str,
+    proxy: &Proxy,
+) -> Option<(Prefixed<S>, ConnInfo)>
+where
+    S: AsyncRead + Unpin,
+{
+    let trusted = proxy.https.is_trusted(peer.ip());
+    if !proxy.limits.proxy_protocol {
+        let mut conn = ConnInfo::new(peer, local, proto);
+        conn.trusted = trusted;
+        return Some((Prefixed::new(stream, Bytes::new()), conn));
+    }
+    let limit = proxy.limits.client_header_timeout;
+    match proxy_protocol::read(&mut stream, trusted, limit).await {
+        Ok(arrived) => {
+            let client = match arrived.client {
+                Some(client) => {
+                    proxy.metrics.proxy_protocol_headers.inc();
+                    client
+                }
+                None => peer,
+            };
+            let mut conn = ConnInfo::new(client, local, proto);
+            // Trust is the client's now, not the balancer's.
+            conn.trusted = proxy.https.is_trusted(client.ip());
+            Some((Prefixed::new(stream, arrived.rest), conn))
+        }
+        Err(refused) => {
+            proxy.metrics.count_proxy_protocol_error(refused.reason());
+            tracing::debug!(%peer, reason = refused.reason(), "connection refused: PROXY protocol");
+            None
+        }
     }
 }
 

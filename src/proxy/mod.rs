@@ -33,6 +33,7 @@ pub mod headers;
 pub mod limits;
 pub mod listener;
 pub mod normalize;
+pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod records;
 pub mod redirect;

@@ -97,6 +97,12 @@ runs is what values.yaml says. */}}
 {{- if $c.compression -}}
 {{- $args = append $args "--compression" -}}
 {{- end -}}
+{{- if $c.proxyProtocol -}}
+{{- if not $c.trustedProxies -}}
+{{- fail "controller.proxyProtocol needs controller.trustedProxies: the load balancers whose PROXY headers are believed" -}}
+{{- end -}}
+{{- $args = append $args "--proxy-protocol" -}}
+{{- end -}}
 {{- $d := .Values.dashboard -}}
 {{- if $d.enabled -}}
 {{- if and $d.listenAll (not $d.tokenSecret.name) -}}
